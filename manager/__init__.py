@@ -1,0 +1,1 @@
+"""overlayd manager layer."""
