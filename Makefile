@@ -6,7 +6,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@.venv/bin/python -m tests.demo.bridge_demo
+	@bash scripts/demo-bridge.sh
 
 test: setup
 	.venv/bin/ruff check .

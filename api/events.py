@@ -1,0 +1,58 @@
+"""GET /events: a stream of JSON objects, one per line, as dockerd sends them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from aiohttp import web
+
+from api.keys import ENGINE
+from daemon.events import ACCEPTED_FILTERS, event_matches, parse_timestamp
+from daemon.filters import parse_filters
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    engine = request.app[ENGINE]
+    now = time.time()
+    filters = parse_filters(request.query.get("filters"))
+    filters.validate(ACCEPTED_FILTERS)
+    since = request.query.get("since")
+    until = request.query.get("until")
+    since_ns = parse_timestamp(since, now) if since else None
+    until_ns = parse_timestamp(until, now) if until else None
+
+    past, queue = engine.events.subscribe(since_ns)
+    response = web.StreamResponse(status=200)
+    response.content_type = "application/json"
+    response.enable_chunked_encoding()
+    try:
+        await response.prepare(request)
+
+        async def emit(ev) -> bool:  # type: ignore[no-untyped-def]
+            if until_ns is not None and ev.time_nano > until_ns:
+                return False
+            if event_matches(ev, filters):
+                await response.write(json.dumps(ev.to_docker()).encode() + b"\n")
+            return True
+
+        for ev in past:
+            if not await emit(ev):
+                return response
+        while engine.events.is_subscribed(queue):
+            timeout = None
+            if until_ns is not None:
+                timeout = until_ns / 1e9 - time.time()
+                if timeout <= 0:
+                    break
+            try:
+                ev = await asyncio.wait_for(queue.get(), timeout)
+            except TimeoutError:
+                break
+            if not await emit(ev):
+                break
+    finally:
+        engine.events.unsubscribe(queue)
+    await response.write_eof()
+    return response

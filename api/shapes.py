@@ -1,0 +1,46 @@
+"""Docker JSON shapes built from engine records (pure functions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api import versions
+from daemon.networks import NetworkView
+
+
+def network(view: NetworkView, api_version: str, *, with_containers: bool = True) -> dict[str, Any]:
+    net = view.network
+    doc: dict[str, Any] = {
+        "Name": net.name,
+        "Id": net.id,
+        "Created": net.created,
+        "Scope": net.scope,
+        "Driver": net.driver,
+    }
+    if not versions.less_than(api_version, "1.47"):
+        doc["EnableIPv4"] = net.enable_ipv4
+    doc["EnableIPv6"] = net.enable_ipv6
+    doc["IPAM"] = {
+        "Driver": net.ipam_driver,
+        "Options": net.ipam_options,
+        "Config": [c.to_docker() for c in net.ipam_config],
+    }
+    doc["Internal"] = net.internal
+    doc["Attachable"] = net.attachable
+    doc["Ingress"] = net.ingress
+    doc["ConfigFrom"] = {"Network": net.config_from}
+    doc["ConfigOnly"] = net.config_only
+    if with_containers:
+        doc["Containers"] = {
+            ep.container_id: {
+                "Name": ep.container_name,
+                "EndpointID": ep.id,
+                "MacAddress": ep.mac,
+                "IPv4Address": ep.ipv4,
+                "IPv6Address": "",
+            }
+            for ep in view.endpoints
+        }
+    doc["Options"] = dict(net.options)
+    doc["Labels"] = dict(net.labels)
+    return doc

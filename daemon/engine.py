@@ -1,0 +1,109 @@
+"""The engine: owns the store, the services and the background tasks; the only place layers meet."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from daemon.config import Config
+from daemon.events import EventBus
+from daemon.logs import get_logger
+from daemon.networks import NetworkService
+from daemon.store import Store
+from dataplane.netns import ContainerNetns, free_ifname, resolve_container
+from dataplane.probe import default_route_address
+from dataplane.reconciler import Dataplane
+
+log = get_logger("overlayd.engine")
+
+VERSION = "0.1.0"
+RECONCILE_INTERVAL = 5.0  # seconds between safety-net reconciles
+
+
+@dataclass(frozen=True)
+class SwarmInfo:
+    """This node's swarm membership, as /info and /_ping report it."""
+
+    local_node_state: str = "inactive"
+    node_id: str = ""
+    node_addr: str = ""
+    control_available: bool = False
+
+    @property
+    def ping_header(self) -> str:
+        if self.local_node_state != "active":
+            return self.local_node_state
+        return "active/manager" if self.control_available else "active/worker"
+
+
+class _KernelAdapter:
+    """Binds the data plane to the NetworkService's Kernel protocol."""
+
+    def __init__(self, dataplane: Dataplane) -> None:
+        self._dataplane = dataplane
+
+    def resolve_container(self, ref: str) -> ContainerNetns:
+        return resolve_container(ref)
+
+    async def free_ifname(self, netns_path: str, taken: set[str]) -> str:
+        return await free_ifname(netns_path, taken=taken)
+
+    async def converge(self, desired):  # type: ignore[no-untyped-def]
+        result = await self._dataplane.reconcile(desired)
+        return result.gone_endpoints
+
+
+class Engine:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started_ns = time.time_ns()
+        self.metrics = CollectorRegistry()
+        self.events = EventBus()
+        self.store = Store(config.state_path)
+        self.dataplane = Dataplane()
+        self.networks = NetworkService(self.store, _KernelAdapter(self.dataplane), self.events)
+        self.swarm = SwarmInfo()
+        self.node_identity = self._identity()
+        self.advertise_addr = config.advertise_addr
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _identity(self) -> str:
+        """A stable engine ID (Docker's /info `ID`), created once per state dir."""
+        ident = self.store.get_meta("engine_id")
+        if ident is None:
+            ident = str(uuid.uuid4())
+            self.store.commit(put_meta={"engine_id": ident})
+        return ident
+
+    async def start(self) -> None:
+        if not self.advertise_addr:
+            self.advertise_addr = await default_route_address()
+        await self.networks.start()
+        self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="reconcile"))
+        log.info("engine started", state_dir=self.config.state_dir, pid=os.getpid())
+
+    async def stop(self) -> None:
+        """Stop background work; the kernel state stays so traffic keeps flowing."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.dataplane.close()
+        self.store.close()
+        log.info("engine stopped")
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RECONCILE_INTERVAL)
+            try:
+                await self.networks.converge()
+            except Exception as exc:  # the safety net must never die
+                log.warning("periodic reconcile failed", error=str(exc))

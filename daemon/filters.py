@@ -1,0 +1,109 @@
+"""Docker's `filters` query parameter: parsing both JSON forms and the match rules.
+
+The Go CLI sends `{"key":{"value":true}}`, docker-py sends `{"key":["value"]}`; moby's
+api/types/filters accepts both, so do we.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+
+from daemon.errors import InvalidParameter
+
+
+class Filters:
+    """Parsed filters: key → set of values."""
+
+    def __init__(self, fields: Mapping[str, Iterable[str]] | None = None) -> None:
+        self.fields: dict[str, set[str]] = {k: set(v) for k, v in (fields or {}).items()}
+
+    def __bool__(self) -> bool:
+        return bool(self.fields)
+
+    def get(self, key: str) -> set[str]:
+        return self.fields.get(key, set())
+
+    def contains(self, key: str) -> bool:
+        return key in self.fields
+
+    def validate(self, accepted: Iterable[str]) -> None:
+        allowed = set(accepted)
+        for key in self.fields:
+            if key not in allowed:
+                raise InvalidParameter(f"invalid filter '{key}'")
+
+    def exact_match(self, key: str, value: str) -> bool:
+        """True when the key is absent or one of its values equals `value`."""
+        values = self.fields.get(key)
+        return not values or value in values
+
+    def match(self, key: str, source: str) -> bool:
+        """Docker's Args.Match: exact, else any value as an unanchored regexp."""
+        values = self.fields.get(key)
+        if not values or source in values:
+            return True
+        for pattern in values:
+            try:
+                if re.search(pattern, source):
+                    return True
+            except re.error:
+                continue
+        return False
+
+    def match_kv_list(self, key: str, labels: Mapping[str, str]) -> bool:
+        """Docker's Args.MatchKVList: every `k` or `k=v` value must hold on the labels."""
+        values = self.fields.get(key)
+        if not values:
+            return True
+        for item in values:
+            name, sep, want = item.partition("=")
+            if name not in labels:
+                return False
+            if sep and labels[name] != want:
+                return False
+        return True
+
+    def bool_value(self, key: str) -> bool | None:
+        """For flags such as `dangling`: `true`/`1` or `false`/`0`; None when absent."""
+        values = self.fields.get(key)
+        if not values:
+            return None
+        result = None
+        for value in values:
+            lowered = value.lower()
+            if lowered in ("true", "1"):
+                parsed = True
+            elif lowered in ("false", "0"):
+                parsed = False
+            else:
+                raise InvalidParameter(f"invalid filter '{key}={value}'")
+            if result is not None and result != parsed:
+                raise InvalidParameter(f"invalid filter '{key}={value}'")
+            result = parsed
+        return result
+
+
+def parse_filters(raw: str | None) -> Filters:
+    if not raw:
+        return Filters()
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidParameter(f"invalid filter: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidParameter("invalid filter: filters must be a JSON object")
+    fields: dict[str, set[str]] = {}
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            if not all(isinstance(v, str) for v in value) or not all(
+                isinstance(b, bool) for b in value.values()
+            ):
+                raise InvalidParameter(f"invalid filter: bad value for '{key}'")
+            fields[key] = {v for v, on in value.items() if on}
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            fields[key] = set(value)
+        else:
+            raise InvalidParameter(f"invalid filter: bad value for '{key}'")
+    return Filters(fields)

@@ -1,0 +1,624 @@
+"""NetworkService: local networks and their endpoints — decide, persist, then tell the kernel.
+
+Every mutation runs under one lock, validates everything before touching anything,
+commits to the store in one transaction, and only then asks the data plane to converge.
+If the kernel refuses, the store change is rolled back so nothing is half-applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Protocol
+
+from daemon import ipam
+from daemon.errors import Conflict, Forbidden, InvalidParameter, NotFound, SystemError_
+from daemon.events import Event, EventBus
+from daemon.filters import Filters
+from daemon.logs import get_logger
+from daemon.records import PREDEFINED, EndpointRecord, NetworkRecord
+from daemon.store import Store
+from dataplane.model import BridgeSpec, Desired, EndpointSpec
+from dataplane.netns import ContainerNetns
+
+log = get_logger("overlayd.networks")
+
+NOT_MANAGER = (
+    'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" '
+    "to connect this node to swarm and try again."
+)
+DEFAULT_BRIDGE_IFNAME = "overlayd0"
+DEFAULT_MTU = 1500
+OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
+OPT_ICC = "com.docker.network.bridge.enable_icc"
+OPT_MASQUERADE = "com.docker.network.bridge.enable_ip_masquerade"
+OPT_MTU = "com.docker.network.driver.mtu"
+OPT_DEFAULT_BRIDGE = "com.docker.network.bridge.default_bridge"
+NETWORK_FILTERS = ("dangling", "driver", "id", "label", "name", "scope", "type")
+PRUNE_FILTERS = ("until", "label", "label!")
+LOCAL_DRIVERS = ("bridge",)
+UNSUPPORTED_DRIVERS = ("macvlan", "ipvlan")
+
+
+class Kernel(Protocol):
+    """What the service needs from the data plane (dataplane.reconciler.Dataplane fits)."""
+
+    def resolve_container(self, ref: str) -> ContainerNetns: ...
+
+    async def free_ifname(self, netns_path: str, taken: set[str]) -> str: ...
+
+    async def converge(self, desired: Desired) -> set[str]:
+        """Make the kernel match; return endpoint IDs whose container netns is gone."""
+        ...
+
+
+@dataclass
+class CreateNetworkRequest:
+    name: str
+    driver: str = "bridge"
+    scope: str = ""
+    internal: bool = False
+    attachable: bool = False
+    ingress: bool = False
+    enable_ipv4: bool | None = None
+    enable_ipv6: bool | None = None
+    config_only: bool = False
+    config_from: str = ""
+    ipam_driver: str = ""
+    ipam_config: list[dict[str, object]] | None = None
+    ipam_options: dict[str, str] | None = None
+    options: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    check_duplicate: bool | None = None
+
+
+@dataclass
+class ConnectRequest:
+    container: str
+    name: str = ""  # explicit container name; default: the netns name
+    ipv4_address: str = ""
+    ipv6_address: str = ""
+    aliases: list[str] = field(default_factory=list)
+    mac_address: str = ""
+
+
+@dataclass(frozen=True)
+class NetworkView:
+    """A network with its endpoints, for the API to shape."""
+
+    network: NetworkRecord
+    endpoints: tuple[EndpointRecord, ...]
+
+
+def rfc3339_nano(ns: int) -> str:
+    """Go's time.RFC3339Nano in UTC: trailing zeros of the fraction trimmed."""
+    sec, frac = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f"{frac:09d}".rstrip("0")
+    return f"{base}.{fraction}Z" if fraction else f"{base}Z"
+
+
+def container_id_for(netns_key: str) -> str:
+    return hashlib.sha256(f"overlayd-netns:{netns_key}".encode()).hexdigest()
+
+
+def _parse_bool_option(options: dict[str, str], key: str, default: bool) -> bool:
+    value = options.get(key)
+    if value is None or value == "":
+        return default
+    lowered = value.lower()
+    if lowered in ("1", "t", "true"):
+        return True
+    if lowered in ("0", "f", "false"):
+        return False
+    raise InvalidParameter(f'failed to parse {key} value: strconv.ParseBool: parsing "{value}": invalid syntax')
+
+
+def _mtu_option(options: dict[str, str]) -> int:
+    value = options.get(OPT_MTU)
+    if value in (None, ""):
+        return DEFAULT_MTU
+    try:
+        mtu = int(value)
+    except ValueError as exc:
+        raise InvalidParameter(f'invalid MTU "{value}": not a number') from exc
+    if not 68 <= mtu <= 65535:
+        raise InvalidParameter(f"invalid MTU number: {mtu} (must be between 68 and 65535)")
+    return mtu
+
+
+def _valid_ifname(name: str) -> bool:
+    return 0 < len(name) <= 15 and all(c.isalnum() or c in "-_." for c in name)
+
+
+class NetworkService:
+    def __init__(
+        self,
+        store: Store,
+        kernel: Kernel,
+        events: EventBus,
+        *,
+        clock_ns: Callable[[], int] = time.time_ns,
+        swarm_manager: Callable[[], bool] = lambda: False,
+    ) -> None:
+        import asyncio
+
+        self._store = store
+        self._kernel = kernel
+        self._events = events
+        self._clock_ns = clock_ns
+        self._is_manager = swarm_manager
+        self._lock = asyncio.Lock()
+        self._networks: dict[str, NetworkRecord] = {n.id: n for n in store.networks()}
+        self._endpoints: dict[str, EndpointRecord] = {e.id: e for e in store.endpoints()}
+
+    # ----- start-up -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the predefined networks on first start, then converge the kernel."""
+        async with self._lock:
+            self._ensure_predefined()
+            await self._converge_locked()
+
+    def _ensure_predefined(self) -> None:
+        names = {n.name for n in self._networks.values()}
+        created: list[NetworkRecord] = []
+        now = self._clock_ns()
+        if "bridge" not in names:
+            configs = ipam.parse_ipam_config(None, used_subnets=self._used_subnets())
+            created.append(
+                NetworkRecord(
+                    id=secrets.token_hex(32),
+                    name="bridge",
+                    driver="bridge",
+                    scope="local",
+                    created=rfc3339_nano(now),
+                    ipam_config=configs,
+                    options={
+                        OPT_DEFAULT_BRIDGE: "true",
+                        OPT_ICC: "true",
+                        OPT_MASQUERADE: "true",
+                        "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+                        OPT_BRIDGE_NAME: DEFAULT_BRIDGE_IFNAME,
+                        OPT_MTU: str(DEFAULT_MTU),
+                    },
+                    ifname=DEFAULT_BRIDGE_IFNAME,
+                )
+            )
+        for name, driver in (("host", "host"), ("none", "null")):
+            if name not in names:
+                created.append(
+                    NetworkRecord(
+                        id=secrets.token_hex(32),
+                        name=name,
+                        driver=driver,
+                        scope="local",
+                        created=rfc3339_nano(now),
+                    )
+                )
+        if created:
+            self._store.commit(put_networks=created)
+            for net in created:
+                self._networks[net.id] = net
+
+    # ----- queries ----------------------------------------------------------------------
+
+    def _endpoints_of(self, network_id: str) -> tuple[EndpointRecord, ...]:
+        return tuple(e for e in self._endpoints.values() if e.network_id == network_id)
+
+    def _view(self, net: NetworkRecord) -> NetworkView:
+        return NetworkView(net, self._endpoints_of(net.id))
+
+    def find(self, term: str) -> NetworkRecord:
+        """Docker's lookup order: exact ID, exact name, then unique ID prefix."""
+        if term in self._networks:
+            return self._networks[term]
+        by_name = [n for n in self._networks.values() if n.name == term]
+        if len(by_name) == 1:
+            return by_name[0]
+        if len(by_name) > 1:
+            raise InvalidParameter(
+                f"network {term} is ambiguous ({len(by_name)} matches found based on name)"
+            )
+        by_prefix = [n for n in self._networks.values() if term and n.id.startswith(term)]
+        if len(by_prefix) == 1:
+            return by_prefix[0]
+        if len(by_prefix) > 1:
+            raise InvalidParameter(
+                f"network {term} is ambiguous ({len(by_prefix)} matches found on ID prefix)"
+            )
+        raise NotFound(f"network {term} not found")
+
+    def inspect(self, term: str) -> NetworkView:
+        return self._view(self.find(term))
+
+    def list(self, filters: Filters) -> list[NetworkView]:
+        filters.validate(NETWORK_FILTERS)
+        types = filters.get("type")
+        for value in types:
+            if value not in ("custom", "builtin"):
+                raise InvalidParameter(f"invalid filter: 'type'='{value}'")
+        dangling = filters.bool_value("dangling")
+        out = []
+        for net in self._networks.values():
+            view = self._view(net)
+            if not filters.match("name", net.name) or not filters.match("id", net.id):
+                continue
+            if not filters.exact_match("driver", net.driver):
+                continue
+            if not filters.exact_match("scope", net.scope):
+                continue
+            if not filters.match_kv_list("label", net.labels):
+                continue
+            if types and ("builtin" if net.predefined else "custom") not in types:
+                continue
+            if dangling is not None:
+                in_use = net.predefined or bool(view.endpoints)
+                if dangling == in_use:
+                    continue
+            out.append(view)
+        return out
+
+    def _used_subnets(self, exclude: str = "") -> list[IPv4Network]:
+        return [
+            c.subnet
+            for n in self._networks.values()
+            if n.id != exclude and not n.config_only
+            for c in n.ipam_config
+        ]
+
+    # ----- create / delete ----------------------------------------------------------------
+
+    async def create(self, req: CreateNetworkRequest, api_version: str) -> tuple[str, str]:
+        async with self._lock:
+            net = self._validate_create(req, api_version)
+            self._store.commit(put_networks=[net])
+            self._networks[net.id] = net
+            try:
+                await self._converge_locked()
+            except Exception:
+                self._store.commit(delete_networks=[net.id])
+                del self._networks[net.id]
+                await self._converge_locked(best_effort=True)
+                raise
+            self._publish("create", net)
+            log.info("network created", id=net.id, name=net.name, driver=net.driver)
+            return net.id, ""
+
+    def _validate_create(self, req: CreateNetworkRequest, api_version: str) -> NetworkRecord:
+        name = req.name
+        if not name:
+            raise InvalidParameter("invalid name: name is empty")
+        if name in PREDEFINED:
+            raise Forbidden(f"operation is not permitted on predefined {name} network ")
+        driver = req.driver or "bridge"
+        if driver == "overlay" or req.scope == "swarm":
+            if driver == "overlay" and not self._is_manager():
+                raise Forbidden(NOT_MANAGER)
+            raise Forbidden("cannot create a swarm scoped network when swarm is not active")
+        if req.scope not in ("", "local"):
+            raise InvalidParameter(f"invalid scope: {req.scope}")
+        if driver in ("host", "null"):
+            raise Forbidden(f'only one instance of "{driver}" network is allowed')
+        if driver in UNSUPPORTED_DRIVERS:
+            raise NotFound(f'plugin "{driver}" not found')
+        if driver not in LOCAL_DRIVERS:
+            raise NotFound(f'plugin "{driver}" not found')
+        if req.ipam_driver not in ("", "default"):
+            raise NotFound(f'plugin "{req.ipam_driver}" not found')
+        if req.ingress:
+            raise Forbidden("cannot create a swarm scoped network when swarm is not active")
+        if req.enable_ipv6:
+            raise InvalidParameter("IPv6 networks are not supported by overlayd yet")
+        if req.enable_ipv4 is False:
+            raise InvalidParameter("IPv4 can only be disabled on networks with IPv6 enabled")
+        if req.config_only or req.config_from:
+            raise InvalidParameter("config-only networks are not supported by overlayd yet")
+        duplicate_check = req.check_duplicate is not False or _version_at_least(api_version, 1, 44)
+        if duplicate_check and any(n.name == name for n in self._networks.values()):
+            raise Conflict(f"network with name {name} already exists")
+
+        options = dict(req.options)
+        mtu = _mtu_option(options)
+        _parse_bool_option(options, OPT_ICC, True)
+        _parse_bool_option(options, OPT_MASQUERADE, True)
+        net_id = secrets.token_hex(32)
+        ifname = options.get(OPT_BRIDGE_NAME) or f"br-{net_id[:12]}"
+        if not _valid_ifname(ifname):
+            raise InvalidParameter(f"invalid bridge name {ifname!r}: at most 15 characters of a-z, 0-9, '-', '_' or '.'")
+        if any(n.ifname == ifname for n in self._networks.values()):
+            raise Conflict(f"bridge name {ifname} is already in use by another network")
+        del mtu
+        configs = ipam.parse_ipam_config(req.ipam_config, used_subnets=self._used_subnets())
+        return NetworkRecord(
+            id=net_id,
+            name=name,
+            driver=driver,
+            scope="local",
+            created=rfc3339_nano(self._clock_ns()),
+            internal=req.internal,
+            attachable=req.attachable,
+            enable_ipv4=True,
+            enable_ipv6=False,
+            ipam_driver="default",
+            ipam_options=req.ipam_options,
+            ipam_config=configs,
+            options=options,
+            labels=dict(req.labels),
+            user_subnet=bool(req.ipam_config),
+            ifname=ifname,
+        )
+
+    async def delete(self, term: str) -> None:
+        async with self._lock:
+            net = self.find(term)
+            if net.predefined:
+                raise Forbidden(f"{net.name} is a pre-defined network and cannot be removed")
+            eps = self._endpoints_of(net.id)
+            if eps:
+                names = ", ".join(e.container_name for e in eps)
+                raise Forbidden(
+                    f"error while removing network: network {net.name} has active endpoints ({names})"
+                )
+            await self._remove_networks_locked([net])
+
+    async def _remove_networks_locked(self, nets: Iterable[NetworkRecord]) -> None:
+        nets = list(nets)
+        self._store.commit(delete_networks=[n.id for n in nets])
+        for net in nets:
+            del self._networks[net.id]
+        await self._converge_locked(best_effort=True)
+        for net in nets:
+            self._publish("destroy", net)
+            log.info("network removed", id=net.id, name=net.name)
+
+    async def prune(self, filters: Filters) -> list[str]:
+        filters.validate(PRUNE_FILTERS)
+        until_ns = None
+        for value in filters.get("until"):
+            from daemon.events import parse_timestamp
+
+            until_ns = parse_timestamp(value, self._clock_ns() / 1e9)
+        async with self._lock:
+            victims = []
+            for net in self._networks.values():
+                if net.predefined or self._endpoints_of(net.id):
+                    continue
+                if until_ns is not None and _created_ns(net.created) >= until_ns:
+                    continue
+                if filters.contains("label") and not filters.match_kv_list("label", net.labels):
+                    continue
+                if filters.contains("label!") and _any_label(filters.get("label!"), net.labels):
+                    continue
+                victims.append(net)
+            if victims:
+                await self._remove_networks_locked(victims)
+            return [n.name for n in victims]
+
+    # ----- connect / disconnect -----------------------------------------------------------
+
+    async def connect(self, term: str, req: ConnectRequest) -> EndpointRecord:
+        async with self._lock:
+            net = self.find(term)
+            if net.driver in ("host", "null"):
+                raise Forbidden(
+                    f"container cannot be disconnected from host network or connected to {net.name} network"
+                    if net.driver == "host"
+                    else f"container cannot be connected to {net.name} network"
+                )
+            try:
+                cns = self._kernel.resolve_container(req.container)
+            except LookupError as exc:
+                raise NotFound(f"No such container: {req.container}") from exc
+            cid = container_id_for(cns.key)
+            name = req.name or cns.name
+            for ep in self._endpoints_of(net.id):
+                if ep.container_id == cid:
+                    raise Forbidden(
+                        f"endpoint with name {ep.container_name} already exists in network {net.name}"
+                    )
+            requested = self._requested_ipv4(net, req)
+            pool = self._pool(net)
+            ip = pool.allocate(requested)
+            iface = IPv4Interface(f"{ip}/{_subnet_of(net, ip).prefixlen}")
+            siblings = [e for e in self._endpoints.values() if e.container_id == cid]
+            taken = {e.ifname for e in siblings}
+            ifname = await self._kernel.free_ifname(cns.path, taken)
+            gateway = ""
+            if not net.internal and not any(e.gateway for e in siblings):
+                gateway = str(_subnet_config(net, ip).gateway)
+            ep = EndpointRecord(
+                id=secrets.token_hex(32),
+                network_id=net.id,
+                container_id=cid,
+                container_name=name,
+                netns_path=cns.path,
+                netns_key=cns.key,
+                ifname=ifname,
+                ipv4=str(iface),
+                mac=req.mac_address.lower() or ipam.mac_for(ip),
+                aliases=list(req.aliases),
+                gateway=gateway,
+            )
+            old_last = net.ipam_last
+            net.ipam_last = str(pool.last) if pool.last else None
+            self._store.commit(put_networks=[net], put_endpoints=[ep])
+            self._endpoints[ep.id] = ep
+            try:
+                gone = await self._converge_locked()
+                if ep.id in gone:
+                    raise NotFound(f"No such container: {req.container}")
+            except Exception:
+                del self._endpoints[ep.id]
+                net.ipam_last = old_last
+                self._store.commit(put_networks=[net], delete_endpoints=[ep.id])
+                await self._converge_locked(best_effort=True)
+                raise
+            self._publish("connect", net, container=cid)
+            log.info("endpoint connected", network=net.name, container=name, ip=ep.ipv4)
+            return ep
+
+    def _requested_ipv4(self, net: NetworkRecord, req: ConnectRequest) -> IPv4Address | None:
+        if req.ipv6_address:
+            raise InvalidParameter("IPv6 addresses are not supported by overlayd yet")
+        if not req.ipv4_address:
+            return None
+        try:
+            addr = IPv4Address(req.ipv4_address)
+        except ValueError as exc:
+            raise InvalidParameter(f"invalid IPv4 address: {req.ipv4_address}") from exc
+        if not net.user_subnet:
+            raise InvalidParameter(
+                "user specified IP address is supported only when connecting to networks "
+                "with user configured subnets"
+            )
+        return addr
+
+    def _pool(self, net: NetworkRecord) -> ipam.AddressPool:
+        allocated = [e.ipv4_address for e in self._endpoints_of(net.id) if e.ipv4_address]
+        last = IPv4Address(net.ipam_last) if net.ipam_last else None
+        return ipam.AddressPool(net.ipam_config, allocated=allocated, last=last)
+
+    def find_endpoint(self, net: NetworkRecord, container: str) -> EndpointRecord | None:
+        eps = self._endpoints_of(net.id)
+        for ep in eps:
+            if container in (ep.container_id, ep.container_name):
+                return ep
+        prefixed = [e for e in eps if container and e.container_id.startswith(container)]
+        if len(prefixed) == 1:
+            return prefixed[0]
+        try:
+            cns = self._kernel.resolve_container(container)
+        except LookupError:
+            return None
+        cid = container_id_for(cns.key)
+        return next((e for e in eps if e.container_id == cid), None)
+
+    async def disconnect(self, term: str, container: str, force: bool = False) -> None:
+        async with self._lock:
+            net = self.find(term)
+            if net.driver == "host":
+                raise Forbidden(
+                    "container cannot be disconnected from host network or connected to host network"
+                )
+            ep = self.find_endpoint(net, container)
+            if ep is None:
+                if force:
+                    return
+                raise Forbidden(f"container {container} is not connected to network {net.name}")
+            self._store.commit(delete_endpoints=[ep.id])
+            del self._endpoints[ep.id]
+            await self._converge_locked(best_effort=True)
+            self._publish("disconnect", net, container=ep.container_id)
+            log.info("endpoint disconnected", network=net.name, container=ep.container_name)
+
+    # ----- kernel ---------------------------------------------------------------------------
+
+    def desired(self) -> Desired:
+        bridges = set()
+        endpoints = set()
+        for net in self._networks.values():
+            if net.driver != "bridge" or not net.ipam_config:
+                continue
+            cfg = net.ipam_config[0]
+            mtu = _mtu_option(net.options)
+            bridges.add(
+                BridgeSpec(
+                    network_id=net.id,
+                    ifname=net.ifname,
+                    gateway=IPv4Interface(f"{cfg.gateway}/{cfg.subnet.prefixlen}"),
+                    subnet=cfg.subnet,
+                    mtu=mtu,
+                    internal=net.internal,
+                    masquerade=_parse_bool_option(net.options, OPT_MASQUERADE, True),
+                    icc=_parse_bool_option(net.options, OPT_ICC, True),
+                )
+            )
+            for ep in self._endpoints_of(net.id):
+                endpoints.add(
+                    EndpointSpec(
+                        endpoint_id=ep.id,
+                        network_id=net.id,
+                        bridge=net.ifname,
+                        host_ifname=f"ove-{ep.id[:11]}",
+                        netns_path=ep.netns_path,
+                        ifname=ep.ifname,
+                        address=IPv4Interface(ep.ipv4),
+                        mac=ep.mac,
+                        mtu=mtu,
+                        default_gateway=IPv4Address(ep.gateway) if ep.gateway else None,
+                    )
+                )
+        return Desired(bridges=frozenset(bridges), endpoints=frozenset(endpoints))
+
+    async def converge(self) -> None:
+        """The periodic safety net: also forgets endpoints whose container netns is gone."""
+        async with self._lock:
+            await self._converge_locked(best_effort=True)
+
+    async def _converge_locked(self, best_effort: bool = False) -> set[str]:
+        try:
+            gone = await self._kernel.converge(self.desired())
+        except Exception as exc:
+            if best_effort:
+                log.warning("kernel converge failed; will retry", error=str(exc))
+                return set()
+            raise SystemError_(f"failed to program the kernel: {exc}") from exc
+        stale = [self._endpoints[i] for i in gone if i in self._endpoints]
+        if stale and best_effort:
+            # The container's namespace vanished: its endpoints are gone for good.
+            self._store.commit(delete_endpoints=[e.id for e in stale])
+            for ep in stale:
+                del self._endpoints[ep.id]
+                net = self._networks.get(ep.network_id)
+                if net is not None:
+                    self._publish("disconnect", net, container=ep.container_id)
+                log.info("endpoint removed: container namespace is gone", endpoint=ep.id)
+        return gone
+
+    def _publish(self, action: str, net: NetworkRecord, **extra: str) -> None:
+        attrs = {"name": net.name, "type": net.driver}
+        attrs.update(extra)
+        self._events.publish(
+            Event(type="network", action=action, actor_id=net.id, attributes=attrs,
+                  scope=net.scope, time_nano=self._clock_ns())  # fmt: skip
+        )
+
+
+def _subnet_config(net: NetworkRecord, ip: IPv4Address) -> ipam.IpamConfig:
+    for cfg in net.ipam_config:
+        if ip in cfg.subnet:
+            return cfg
+    raise InvalidParameter(f"no configured subnet contains {ip}")
+
+
+def _subnet_of(net: NetworkRecord, ip: IPv4Address) -> IPv4Network:
+    return _subnet_config(net, ip).subnet
+
+
+def _version_at_least(version: str, major: int, minor: int) -> bool:
+    try:
+        a, b = (int(p) for p in version.split(".", 1))
+    except ValueError:
+        return True
+    return (a, b) >= (major, minor)
+
+
+def _created_ns(created: str) -> int:
+    text = created.rstrip("Z")
+    base, _, frac = text.partition(".")
+    sec = datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+    return int(sec) * 1_000_000_000 + int((frac or "0").ljust(9, "0")[:9])
+
+
+def _any_label(items: set[str], labels: dict[str, str]) -> bool:
+    for item in items:
+        key, sep, value = item.partition("=")
+        if key in labels and (not sep or labels[key] == value):
+            return True
+    return False

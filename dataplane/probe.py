@@ -1,0 +1,27 @@
+"""Facts about the host's network read from the kernel (for defaults, not for programming)."""
+
+from __future__ import annotations
+
+import socket
+
+from pyroute2 import AsyncIPRoute
+
+
+async def default_route_address() -> str:
+    """IPv4 address of the interface holding the default route; "" when there is none."""
+    async with AsyncIPRoute() as ipr:
+        oif = None
+        async for route in await ipr.route("dump", family=socket.AF_INET):
+            if route.get("dst_len") == 0 and route.get("table") in (254, None):
+                oif = route.get("oif")
+                if oif is None:
+                    multipath = route.get("multipath") or []
+                    oif = multipath[0]["oif"] if multipath else None
+                if oif is not None:
+                    break
+        if oif is None:
+            return ""
+        async for addr in await ipr.addr("dump", family=socket.AF_INET):
+            if addr.get("index") == oif:
+                return addr.get("address") or ""
+    return ""

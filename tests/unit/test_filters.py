@@ -1,0 +1,55 @@
+import pytest
+
+from daemon.errors import InvalidParameter
+from daemon.filters import Filters, parse_filters
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ['{"driver":{"bridge":true}}', '{"driver":["bridge"]}'],
+    ids=["go-cli-map-form", "docker-py-list-form"],
+)
+def test_both_json_forms(raw: str) -> None:
+    assert parse_filters(raw).get("driver") == {"bridge"}
+
+
+def test_empty_and_disabled_values() -> None:
+    assert not parse_filters("")
+    assert not parse_filters("{}")
+    assert parse_filters('{"name":{"a":false}}').get("name") == set()
+
+
+@pytest.mark.parametrize("raw", ["{", "[]", '"x"', '{"a":1}', '{"a":[1]}', '{"a":{"b":"yes"}}'])
+def test_malformed(raw: str) -> None:
+    with pytest.raises(InvalidParameter, match="invalid filter"):
+        parse_filters(raw)
+
+
+def test_validate_unknown_key() -> None:
+    with pytest.raises(InvalidParameter, match="^invalid filter 'colour'$"):
+        Filters({"colour": ["red"]}).validate(["name"])
+
+
+def test_match_is_unanchored_regexp_like_docker() -> None:
+    f = Filters({"name": ["^net"]})
+    assert f.match("name", "network1")
+    assert not f.match("name", "mynet")
+    assert Filters({"name": ["net"]}).match("name", "mynet")
+    # An invalid regexp matches nothing but does not fail.
+    assert not Filters({"name": ["("]}).match("name", "x")
+
+
+def test_label_kv_list() -> None:
+    labels = {"a": "1", "b": ""}
+    assert Filters({"label": ["a"]}).match_kv_list("label", labels)
+    assert Filters({"label": ["a=1", "b"]}).match_kv_list("label", labels)
+    assert not Filters({"label": ["a=2"]}).match_kv_list("label", labels)
+    assert not Filters({"label": ["c"]}).match_kv_list("label", labels)
+
+
+def test_bool_value() -> None:
+    assert Filters({"dangling": ["true"]}).bool_value("dangling") is True
+    assert Filters({"dangling": ["0"]}).bool_value("dangling") is False
+    assert Filters().bool_value("dangling") is None
+    with pytest.raises(InvalidParameter):
+        Filters({"dangling": ["maybe"]}).bool_value("dangling")
