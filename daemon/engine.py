@@ -14,8 +14,9 @@ from prometheus_client import CollectorRegistry
 from daemon.config import Config
 from daemon.events import EventBus
 from daemon.logs import get_logger
-from daemon.networks import NetworkService
+from daemon.networks import Convergence, NetworkService
 from daemon.store import Store
+from dataplane.model import Desired
 from dataplane.netns import ContainerNetns, free_ifname, resolve_container
 from dataplane.probe import default_route_address
 from dataplane.reconciler import Dataplane
@@ -54,9 +55,11 @@ class _KernelAdapter:
     async def free_ifname(self, netns_path: str, taken: set[str]) -> str:
         return await free_ifname(netns_path, taken=taken)
 
-    async def converge(self, desired):  # type: ignore[no-untyped-def]
+    async def converge(self, desired: Desired) -> Convergence:
         result = await self._dataplane.reconcile(desired)
-        return result.gone_endpoints
+        return Convergence(
+            gone=frozenset(e.endpoint_id for e in result.gone), errors=result.errors
+        )
 
 
 class Engine:

@@ -52,9 +52,15 @@ class Kernel(Protocol):
 
     async def free_ifname(self, netns_path: str, taken: set[str]) -> str: ...
 
-    async def converge(self, desired: Desired) -> set[str]:
-        """Make the kernel match; return endpoint IDs whose container netns is gone."""
+    async def converge(self, desired: Desired) -> Convergence:
+        """Make the kernel match; say what could not be done."""
         ...
+
+
+@dataclass(frozen=True)
+class Convergence:
+    gone: frozenset[str] = frozenset()  # endpoint IDs whose container netns no longer exists
+    errors: tuple[str, ...] = ()  # what the kernel refused; retried on the next converge
 
 
 @dataclass
@@ -562,16 +568,18 @@ class NetworkService:
             await self._converge_locked(best_effort=True)
 
     async def _converge_locked(self, best_effort: bool = False) -> set[str]:
+        """Converge the kernel. Strict mode (an acknowledged change) raises on any error;
+        best effort logs, and forgets endpoints whose container namespace is gone."""
         try:
-            gone = await self._kernel.converge(self.desired())
+            result = await self._kernel.converge(self.desired())
         except Exception as exc:
-            if best_effort:
-                log.warning("kernel converge failed; will retry", error=str(exc))
-                return set()
-            raise SystemError_(f"failed to program the kernel: {exc}") from exc
-        stale = [self._endpoints[i] for i in gone if i in self._endpoints]
+            result = Convergence(errors=(str(exc),))
+        if result.errors:
+            if not best_effort:
+                raise SystemError_(f"failed to program the kernel: {'; '.join(result.errors)}")
+            log.warning("kernel converge incomplete; will retry", errors=list(result.errors))
+        stale = [self._endpoints[i] for i in result.gone if i in self._endpoints]
         if stale and best_effort:
-            # The container's namespace vanished: its endpoints are gone for good.
             self._store.commit(delete_endpoints=[e.id for e in stale])
             for ep in stale:
                 del self._endpoints[ep.id]
@@ -579,7 +587,8 @@ class NetworkService:
                 if net is not None:
                     self._publish("disconnect", net, container=ep.container_id)
                 log.info("endpoint removed: container namespace is gone", endpoint=ep.id)
-        return gone
+            await self._converge_locked(best_effort=True)
+        return set(result.gone)
 
     def _publish(self, action: str, net: NetworkRecord, **extra: str) -> None:
         attrs = {"name": net.name, "type": net.driver}

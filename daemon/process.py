@@ -63,11 +63,28 @@ def _tls_context(cfg: Config) -> ssl.SSLContext:
     return ctx
 
 
+def _install_stop_signals(stop: asyncio.Event) -> None:
+    """SIGTERM/SIGINT set `stop` — in this process only.
+
+    Not loop.add_signal_handler: its wakeup fd is inherited by the short-lived children
+    pyroute2 forks to enter namespaces, and the SIGTERM that ends such a child would be
+    read here as our own.
+    """
+    loop = asyncio.get_running_loop()
+    main_pid = os.getpid()
+
+    def handler(signum: int, frame: object) -> None:
+        if os.getpid() != main_pid:
+            os._exit(128 + signum)
+        loop.call_soon_threadsafe(stop.set)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
 async def serve(cfg: Config, build_app: AppFactory) -> None:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    _install_stop_signals(stop)
 
     tls = _tls_context(cfg) if cfg.hosts else None  # fail before touching anything
     engine = Engine(cfg)
