@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 from aiohttp import web
@@ -10,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from api import versions
 from api.keys import API_VERSION_OF_REQUEST, ROUTE_OF_REQUEST
+from api.responses import json_error
 from daemon.engine import VERSION
 from daemon.errors import OverlaydError
 from daemon.logs import get_logger
@@ -17,12 +17,6 @@ from daemon.logs import get_logger
 log = get_logger("overlayd.api")
 
 SERVER_HEADER = f"overlayd/{VERSION} (linux)"
-
-
-def json_error(status: int, message: str) -> web.Response:
-    """Docker's error body; Content-Type exactly application/json so the Go client parses it."""
-    body = json.dumps({"message": message}) + "\n"
-    return web.Response(status=status, text=body, content_type="application/json")
 
 
 def _docker_headers(response: web.StreamResponse) -> None:

@@ -9,6 +9,7 @@ from aiohttp import web
 from api import shapes
 from api.decode import field, query_bool_strict, read_json
 from api.keys import API_VERSION_OF_REQUEST, ENGINE
+from api.responses import json_response
 from daemon.errors import InvalidParameter
 from daemon.filters import parse_filters
 from daemon.networks import ConnectRequest, CreateNetworkRequest
@@ -27,7 +28,7 @@ async def list_networks(request: web.Request) -> web.Response:
     filters = parse_filters(request.query.get("filters"))
     views = engine.networks.list(filters)
     version = _version(request)
-    return web.json_response(
+    return json_response(
         [shapes.network(v, version, with_containers=False) for v in views]
     )
 
@@ -39,7 +40,7 @@ async def inspect_network(request: web.Request) -> web.Response:
     view = engine.networks.inspect(request.match_info["id"])
     if scope and scope != view.network.scope:
         raise_not_found(request.match_info["id"])
-    return web.json_response(shapes.network(view, _version(request)))
+    return json_response(shapes.network(view, _version(request)))
 
 
 def raise_not_found(term: str) -> None:
@@ -81,7 +82,7 @@ async def create_network(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     req = _create_request(await read_json(request))
     net_id, warning = await engine.networks.create(req, _version(request))
-    return web.json_response({"Id": net_id, "Warning": warning}, status=201)
+    return json_response({"Id": net_id, "Warning": warning}, status=201)
 
 
 async def delete_network(request: web.Request) -> web.Response:
@@ -94,7 +95,7 @@ async def prune_networks(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     filters = parse_filters(request.query.get("filters"))
     names = await engine.networks.prune(filters)
-    return web.json_response({"NetworksDeleted": names})
+    return json_response({"NetworksDeleted": names})
 
 
 async def connect_network(request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import versions
 from api.keys import ENGINE
+from api.responses import json_response
 from daemon.engine import VERSION, Engine
 from daemon.networks import rfc3339_nano
 
@@ -74,7 +75,7 @@ def version_doc() -> dict[str, Any]:
 
 
 async def version(request: web.Request) -> web.Response:
-    return web.json_response(version_doc())
+    return json_response(version_doc())
 
 
 def _mem_total() -> int:
@@ -176,7 +177,7 @@ async def info(request: web.Request) -> web.Response:
         "SecurityOptions": [],
         "Warnings": None,
     }
-    return web.json_response(doc)
+    return json_response(doc)
 
 
 def _ip_forwarding() -> bool:

@@ -483,12 +483,19 @@ class NetworkService:
                 "user specified IP address is supported only when connecting to networks "
                 "with user configured subnets"
             )
+        if not any(addr in (c.ip_range or c.subnet) or addr in c.subnet for c in net.ipam_config):
+            raise InvalidParameter(
+                "invalid endpoint settings:\n"
+                f"no configured subnet or ip-range contain the IP address {addr}"
+            )
         return addr
 
     def _pool(self, net: NetworkRecord) -> ipam.AddressPool:
         allocated = [e.ipv4_address for e in self._endpoints_of(net.id) if e.ipv4_address]
         last = IPv4Address(net.ipam_last) if net.ipam_last else None
-        return ipam.AddressPool(net.ipam_config, allocated=allocated, last=last)
+        return ipam.AddressPool(
+            net.ipam_config, allocated=allocated, last=last, name=net.name, network_id=net.id
+        )
 
     def find_endpoint(self, net: NetworkRecord, container: str) -> EndpointRecord | None:
         eps = self._endpoints_of(net.id)

@@ -130,13 +130,13 @@ class Host:
         return {**os.environ, "DOCKER_HOST": f"unix://{self.socket}"}
 
     # -- daemon lifecycle ---------------------------------------------------------------
-    def start(self, *extra: str, wait: bool = True) -> None:
+    def start(self, *extra: str, wait: bool = True, env: dict[str, str] | None = None) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = self.ns.popen(
             OVERLAYD, "run", "--socket", self.socket, "--state-dir", self.state_dir,
             "--log-format", "json", "--log-level", "debug", *self.extra_args, *extra,
-            stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
+            stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO), env=env,
         )  # fmt: skip
         log.close()
         if wait:
