@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from api import events, middlewares, networks, system
+from api import events, middlewares, networks, swarm, system
 from api.decode import MAX_BODY
 from api.keys import ENGINE, ROUTE_OF_REQUEST
 from daemon.engine import Engine
@@ -27,6 +27,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("DELETE", "/networks/{id}", networks.delete_network),
     ("POST", "/networks/{id}/connect", networks.connect_network),
     ("POST", "/networks/{id}/disconnect", networks.disconnect_network),
+    ("GET", "/swarm", swarm.not_a_manager),
+    ("GET", "/nodes", swarm.not_a_manager),
+    ("GET", "/nodes/{id}", swarm.not_a_manager),
 ]
 
 

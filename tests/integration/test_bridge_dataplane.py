@@ -1,0 +1,153 @@
+"""Bridge networks really connect namespaces, isolate networks, and survive restarts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from tests.integration.harness import Host, Netns, wait_for
+
+
+def ip_of(host: Host, net: str, ns: Netns) -> str:
+    doc = json.loads(host.docker("network", "inspect", net).stdout)[0]
+    for ep in doc["Containers"].values():
+        if ep["Name"] == ns.name:
+            return ep["IPv4Address"].split("/")[0]
+    raise AssertionError(f"{ns.name} not on {net}")
+
+
+def pings(src: Netns, dst_ip: str) -> bool:
+    return src.sh("ping", "-c1", "-W1", dst_ip, check=False).returncode == 0
+
+
+def tcp_echo(server: Netns, client: Netns, ip: str, port: int = 5001) -> bool:
+    """One TCP round trip through a real socket pair in two namespaces."""
+    srv = server.popen(
+        "python3", "-c",
+        "import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+        f"s.bind(('0.0.0.0',{port}));s.listen();c,_=s.accept();c.sendall(c.recv(64).upper())",
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        code = (
+            "import socket,sys\n"
+            "for _ in range(100):\n"
+            "  try:\n"
+            f"    s=socket.create_connection(('{ip}',{port}),timeout=1);break\n"
+            "  except OSError:\n"
+            "    import time;time.sleep(0.05)\n"
+            "s.sendall(b'ping');sys.stdout.write(s.recv(64).decode())"
+        )
+        out = client.sh("python3", "-c", code, check=False, timeout=20).stdout
+        return out == "PING"
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+def test_two_namespaces_talk_icmp_and_tcp_but_not_across_networks(host: Host) -> None:
+    host.docker("network", "create", "red")
+    host.docker("network", "create", "blue")
+    a, b, c = host.container("a"), host.container("b"), host.container("c")
+    host.docker("network", "connect", "red", a.name)
+    host.docker("network", "connect", "red", b.name)
+    host.docker("network", "connect", "blue", c.name)
+    ip_b, ip_c = ip_of(host, "red", b), ip_of(host, "blue", c)
+    assert pings(a, ip_b)
+    assert tcp_echo(b, a, ip_b)
+    # Different networks are isolated (forwarding between bridges is dropped).
+    assert not pings(a, ip_c)
+    assert not pings(c, ip_b)
+    # The gateway answers, and the default route points at it.
+    assert "default via 172.18.0.1 dev eth0" in a.sh("ip", "route").stdout
+    assert pings(a, "172.18.0.1")
+
+
+def test_internal_network_has_no_way_out(host: Host) -> None:
+    host.docker("network", "create", "--internal", "--subnet", "10.83.0.0/24", "int")
+    host.docker("network", "create", "--subnet", "10.84.0.0/24", "ext")
+    a, b = host.container("a"), host.container("b")
+    host.docker("network", "connect", "int", a.name)
+    host.docker("network", "connect", "ext", b.name)
+    # No default route on an internal network, and no NAT for its subnet.
+    assert "default" not in a.sh("ip", "route").stdout
+    rules = host.ns.sh("nft", "list", "table", "ip", "overlayd").stdout
+    assert "10.84.0.0/24" in rules and "10.83.0.0/24" not in rules
+    # The host's uplink is not reachable from the internal network.
+    assert not pings(a, "198.51.100.2")
+    assert pings(b, "198.51.100.2")
+
+
+def _kernel_snapshot(host: Host) -> tuple[str, str]:
+    links = host.ns.sh("ip", "-o", "link", "show").stdout
+    # Drop counters and state that legitimately vary.
+    links = "\n".join(sorted(line.split("\\")[0] for line in links.splitlines()))
+    nft = host.ns.sh("nft", "list", "table", "ip", "overlayd").stdout
+    return links, nft
+
+
+def test_restart_and_kill9_keep_connectivity_and_state(host: Host) -> None:
+    host.docker("network", "create", "--subnet", "10.85.0.0/24", "keep")
+    a, b = host.container("a"), host.container("b")
+    host.docker("network", "connect", "keep", a.name)
+    host.docker("network", "connect", "keep", b.name)
+    ip_b = ip_of(host, "keep", b)
+    inspect_before = json.loads(host.docker("network", "inspect", "keep").stdout)
+    kernel_before = _kernel_snapshot(host)
+
+    # A continuous ping (200 × 50 ms) runs across both restarts and must lose nothing.
+    pinger = a.popen("ping", "-i", "0.05", "-c", "200", "-W", "1", ip_b,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        host.stop()
+        host.start()
+        host.kill9()
+        assert pings(a, ip_b)
+        host.start()
+        assert pinger.poll() is None, "the ping window must cover both restarts"
+        out, _ = pinger.communicate(timeout=30)
+    finally:
+        if pinger.poll() is None:
+            pinger.kill()
+            pinger.wait()
+    summary = next(line for line in out.splitlines() if "packets transmitted" in line)
+    assert " 0% packet loss" in summary, summary
+
+    assert json.loads(host.docker("network", "inspect", "keep").stdout) == inspect_before
+    assert _kernel_snapshot(host) == kernel_before
+    # No duplicate addresses or links in the container.
+    assert a.sh("ip", "-4", "-o", "addr", "show").stdout.count("10.85.0.") == 1
+
+
+def test_stale_kernel_objects_are_removed_at_start(host: Host) -> None:
+    host.docker("network", "create", "--subnet", "10.86.0.0/24", "gone")
+    a = host.container("a")
+    host.docker("network", "connect", "gone", a.name)
+    net_id = json.loads(host.docker("network", "inspect", "gone").stdout)[0]["Id"]
+    host.kill9()
+    # While overlayd is down, its state loses the network (e.g. restored from backup).
+    subprocess.run(
+        ["sqlite3", f"{host.state_dir}/local.db",
+         f"DELETE FROM endpoints WHERE network_id='{net_id}'; DELETE FROM networks WHERE id='{net_id}';"],
+        check=True,
+    )  # fmt: skip
+    host.start()
+    wait_for(
+        lambda: f"br-{net_id[:12]}" not in host.ns.sh("ip", "-o", "link").stdout,
+        what="orphaned bridge removed",
+    )
+    assert "10.86.0.0/24" not in host.ns.sh("nft", "list", "table", "ip", "overlayd").stdout
+    assert a.sh("ip", "link", "show", "eth0", check=False).returncode != 0
+
+
+def test_deleted_container_namespace_releases_its_endpoint(host: Host) -> None:
+    host.docker("network", "create", "--subnet", "10.87.0.0/24", "eph")
+    a = host.container("a")
+    host.docker("network", "connect", "eph", a.name)
+    subprocess.run(["ip", "netns", "del", a.name], check=True)
+    wait_for(
+        lambda: json.loads(host.docker("network", "inspect", "eph").stdout)[0]["Containers"] == {},
+        timeout=15,
+        what="endpoint of a deleted namespace dropped by the periodic reconcile",
+    )
+    host.docker("network", "rm", "eph")
