@@ -50,7 +50,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 ev = await asyncio.wait_for(queue.get(), timeout)
             except TimeoutError:
                 break
-            if not await emit(ev):
+            if ev is None or not await emit(ev):
                 break
     finally:
         engine.events.unsubscribe(queue)

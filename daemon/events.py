@@ -115,6 +115,14 @@ class EventBus:
         self._subscribers.add(queue)
         return past, queue
 
+    def close(self) -> None:
+        """End every stream (daemon shutdown): each subscriber reads None and stops."""
+        for queue in list(self._subscribers):
+            while queue.full():
+                queue.get_nowait()
+            queue.put_nowait(None)  # type: ignore[arg-type]
+        self._subscribers.clear()
+
     def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
         self._subscribers.discard(queue)
 

@@ -105,6 +105,7 @@ async def serve(cfg: Config, build_app: AppFactory) -> None:
         log.info("shutting down")
         notify("STOPPING=1")
     finally:
+        engine.events.close()  # open /events streams end, so the runner can stop at once
         if runner is not None:
             await runner.cleanup()
             with contextlib.suppress(FileNotFoundError):

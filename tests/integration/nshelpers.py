@@ -17,7 +17,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -73,7 +73,12 @@ class Netns:
         return ["nsenter", f"--net={self.path}", "--", *cmd]
 
     def run(
-        self, *cmd: str, check: bool = True, timeout: float = 30.0, input: str | None = None
+        self,
+        *cmd: str,
+        check: bool = True,
+        timeout: float = 30.0,
+        input: str | None = None,
+        cwd: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run cmd inside the namespace; output captured as text."""
         return subprocess.run(
@@ -81,6 +86,7 @@ class Netns:
             check=check,
             timeout=timeout,
             input=input,
+            cwd=cwd,
             capture_output=True,
             text=True,
         )
@@ -157,10 +163,8 @@ class Lab:
     def close(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
-                try:
+                with suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             proc.wait(timeout=10)
             for pipe in (proc.stdin, proc.stdout):
                 if pipe is not None:

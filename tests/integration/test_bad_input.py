@@ -1,0 +1,135 @@
+"""Bad input gets a clear 4xx in Docker's format and changes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.integration.harness import Host
+
+JSON = {"Content-Type": "application/json"}
+
+
+def state(host: Host) -> list[dict]:
+    return sorted(host.request("GET", "/networks").json(), key=lambda n: n["Name"])
+
+
+def assert_error(reply, status: int, fragment: str) -> None:  # type: ignore[no-untyped-def]
+    assert reply.status == status, (reply.status, reply.body)
+    assert reply.headers["Content-Type"] == "application/json"
+    message = reply.json()["message"]
+    assert fragment in message, message
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (b"{", "invalid JSON"),
+        (b"[1,2]", "invalid JSON"),
+        (b'{"Name": 5}', "cannot unmarshal number into Go struct field"),
+        (b'{"Name": "x", "Labels": {"a": 1}}', "cannot unmarshal number"),
+        (b'{"Name": "x", "Internal": "yes"}', "cannot unmarshal string"),
+        (b'{"Name": "x", "IPAM": {"Config": [{"Subnet": 10}]}}', "cannot unmarshal number"),
+        (b'{"Name": "x", "IPAM": {"Config": "10.0.0.0/8"}}', "cannot unmarshal string"),
+        (b'{"Name": ""}', "invalid name: name is empty"),
+        (b"{}", "invalid name: name is empty"),
+        (b'{"Name": "x", "IPAM": {"Config": [{"Subnet": "10.0.0.0/40"}]}}', "invalid subnet"),
+        (b'{"Name": "x", "IPAM": {"Config": [{"Subnet": "banana"}]}}', "invalid subnet"),
+        (b'{"Name": "x", "IPAM": {"Config": [{"Subnet": "10.0.0.5/24"}]}}', "invalid subnet"),
+        (b'{"Name": "x", "IPAM": {"Config": [{"Subnet": "10.9.0.0/24", "Gateway": "10.8.0.1"}]}}',
+         "invalid gateway"),
+        (b'{"Name": "x", "IPAM": {"Config": [{"Subnet": "10.9.0.0/24", "IPRange": "10.9.1.0/25"}]}}',
+         "invalid ip-range"),
+        (b'{"Name": "x", "Options": {"com.docker.network.driver.mtu": "lots"}}', "MTU"),
+        (b'{"Name": "x", "Options": {"com.docker.network.bridge.name": "this-name-is-far-too-long"}}',
+         "invalid bridge name"),
+    ],
+)  # fmt: skip
+def test_create_rejects(shared_host: Host, raw: bytes, fragment: str) -> None:
+    before = state(shared_host)
+    reply = shared_host.request("POST", "/networks/create", raw=raw, headers=JSON)
+    assert_error(reply, 400, fragment)
+    assert state(shared_host) == before
+
+
+def test_odd_names(shared_host: Host) -> None:
+    # Docker accepts any non-empty name; odd characters are stored and returned as given.
+    for name in ("weird name", "ünïcode", "a/b", "x" * 200):
+        reply = shared_host.request("POST", "/networks/create", {"Name": name})
+        assert reply.status == 201, reply.body
+        net_id = reply.json()["Id"]
+        assert shared_host.request("GET", f"/networks/{net_id}").json()["Name"] == name
+        assert shared_host.request("DELETE", f"/networks/{net_id}").status == 204
+
+
+def test_huge_body_refused(shared_host: Host) -> None:
+    before = state(shared_host)
+    body = json.dumps({"Name": "big", "Labels": {"k": "v" * (2 << 20)}}).encode()
+    reply = shared_host.request("POST", "/networks/create", raw=body, headers=JSON)
+    assert reply.status == 413
+    assert "too large" in reply.json()["message"]
+    assert state(shared_host) == before
+
+
+def test_wrong_content_type(shared_host: Host) -> None:
+    reply = shared_host.request("POST", "/networks/create", raw=b'{"Name":"ct"}',
+                                headers={"Content-Type": "text/plain"})  # fmt: skip
+    assert_error(reply, 400, "unsupported Content-Type header (text/plain)")
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ("filters=%7B", "invalid filter"),
+        ("filters=%7B%22colour%22%3A%5B%22red%22%5D%7D", "invalid filter 'colour'"),
+        ("filters=%7B%22dangling%22%3A%5B%22maybe%22%5D%7D", "dangling"),
+        ("filters=%7B%22type%22%3A%5B%22odd%22%5D%7D", "invalid filter: 'type'='odd'"),
+    ],
+)
+def test_list_filters_rejected(shared_host: Host, query: str, fragment: str) -> None:
+    assert_error(shared_host.request("GET", f"/networks?{query}"), 400, fragment)
+
+
+def test_version_bounds_and_unknown_routes(shared_host: Host) -> None:
+    assert_error(shared_host.request("GET", "/v1.12/networks"), 400,
+                 "client version 1.12 is too old. Minimum supported API version is 1.24")  # fmt: skip
+    assert_error(shared_host.request("GET", "/v1.99/networks"), 400,
+                 "client version 1.99 is too new. Maximum supported API version is 1.51")  # fmt: skip
+    assert_error(shared_host.request("GET", "/nowhere"), 404, "page not found")
+    assert_error(shared_host.request("PUT", "/networks"), 404, "page not found")
+    for version in ("1.24", "1.41", "1.44", "1.47", "1.51"):
+        assert shared_host.request("GET", f"/v{version}/networks").status == 200
+
+
+def test_verbose_flag_is_strict(shared_host: Host) -> None:
+    assert shared_host.request("GET", "/networks/bridge?verbose=true").status == 200
+    assert_error(shared_host.request("GET", "/networks/bridge?verbose=maybe"), 400, "ParseBool")
+
+
+def test_connect_rejects(shared_host: Host) -> None:
+    h = shared_host
+    assert h.request("POST", "/networks/create", {"Name": "cx", "IPAM": {"Config": [{"Subnet": "10.88.0.0/24"}]}}).status == 201  # noqa: E501
+    c = h.container("x")
+    cases = [
+        ({}, 400, "no container specified"),
+        ({"Container": 7}, 400, "cannot unmarshal number"),
+        ({"Container": "../../etc"}, 404, "No such container"),
+        ({"Container": c.name, "EndpointConfig": {"IPAMConfig": {"IPv4Address": "nope"}}}, 400, "nope"),
+        ({"Container": c.name, "EndpointConfig": {"IPAMConfig": {"IPv4Address": "10.99.0.5"}}}, 400,
+         "no configured subnet or ip-range contain the IP address 10.99.0.5"),
+        ({"Container": c.name, "EndpointConfig": {"IPAMConfig": {"IPv4Address": "10.88.0.0"}}}, 403, ""),
+    ]  # fmt: skip
+    for body, status, fragment in cases:
+        before = h.request("GET", "/networks/cx").json()
+        assert_error(h.request("POST", "/networks/cx/connect", body), status, fragment)
+        assert h.request("GET", "/networks/cx").json() == before
+    assert c.sh("ip", "link", "show", "eth0", check=False).returncode != 0
+    assert h.request("DELETE", "/networks/cx").status == 204
+
+
+def test_connect_to_host_and_none_is_forbidden(shared_host: Host) -> None:
+    c = shared_host.container("hn")
+    for net in ("host", "none"):
+        reply = shared_host.request("POST", f"/networks/{net}/connect", {"Container": c.name})
+        assert reply.status == 403, reply.body
