@@ -48,7 +48,6 @@ def build_app(engine: Engine) -> web.Application:
         client_max_size=MAX_BODY,
         middlewares=[
             middlewares.metrics_middleware(engine.metrics),
-            middlewares.headers_middleware,
             middlewares.error_middleware,
             middlewares.version_middleware,
         ],

@@ -45,16 +45,26 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; empty body → {} (dockerd allows it)."""
     ctype = request.headers.get("Content-Type", "")
     raw = await request.read()
-    if not raw.strip():
+    if not raw:
         return {}
-    if ctype and ctype.split(";")[0].strip().lower() != "application/json":
+    if not ctype:
+        raise InvalidParameter("malformed Content-Type header (): mime: no media type")
+    if ctype.split(";")[0].strip().lower() != "application/json":
         raise InvalidParameter(
             f"unsupported Content-Type header ({ctype}): must be 'application/json'"
         )
+    if not raw.strip():
+        raise InvalidParameter("invalid JSON: got EOF while reading request body")
     try:
         doc = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":
+            raise InvalidParameter("unexpected content after JSON") from exc
+        raise InvalidParameter(f"invalid JSON: {exc}") from exc
     except (ValueError, RecursionError) as exc:
         raise InvalidParameter(f"invalid JSON: {exc}") from exc
+    if doc is None:
+        raise InvalidParameter("invalid JSON: got EOF while reading request body")
     if not isinstance(doc, dict):
         raise InvalidParameter(
             f"invalid JSON: json: cannot unmarshal {_json_kind(doc)} into Go value of type object"

@@ -19,24 +19,23 @@ log = get_logger("overlayd.api")
 SERVER_HEADER = f"overlayd/{VERSION} (linux)"
 
 
-def _docker_headers(response: web.StreamResponse) -> None:
-    response.headers["Api-Version"] = versions.API_VERSION
-    response.headers["Docker-Experimental"] = "false"
-    response.headers["Ostype"] = "linux"
-    response.headers["Server"] = SERVER_HEADER
-
-
-@web.middleware
-async def headers_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    response = await handler(request)
-    if not response.prepared:
-        _docker_headers(response)
-    return response
+VERSION_REFUSED = "overlayd.version_refused"
 
 
 async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-    """Streams (events) are prepared inside the handler: set headers here too."""
-    _docker_headers(response)
+    """Docker's headers, on exactly the responses dockerd puts them on.
+
+    dockerd's version middleware sets Server/Api-Version/Ostype before checking the
+    version, and the innermost middleware sets Docker-Experimental; a router 404 passes
+    through neither. Done at prepare time so streams get them too.
+    """
+    if request.match_info.http_exception is not None:
+        return
+    response.headers["Api-Version"] = versions.API_VERSION
+    response.headers["Ostype"] = "linux"
+    response.headers["Server"] = SERVER_HEADER
+    if not request.get(VERSION_REFUSED):
+        response.headers["Docker-Experimental"] = "false"
 
 
 @web.middleware
@@ -63,12 +62,14 @@ async def version_middleware(request: web.Request, handler):  # type: ignore[no-
     version = request.match_info.get("version")
     if version is not None:
         if versions.less_than(version, versions.MIN_API_VERSION):
+            request[VERSION_REFUSED] = True
             return json_error(
                 400,
                 f"client version {version} is too old. Minimum supported API version is "
                 f"{versions.MIN_API_VERSION}, please upgrade your client to a newer version",
             )
         if versions.greater_than(version, versions.API_VERSION):
+            request[VERSION_REFUSED] = True
             return json_error(
                 400,
                 f"client version {version} is too new. Maximum supported API version is "

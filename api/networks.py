@@ -28,14 +28,17 @@ async def list_networks(request: web.Request) -> web.Response:
     filters = parse_filters(request.query.get("filters"))
     views = engine.networks.list(filters)
     version = _version(request)
-    return json_response(
-        [shapes.network(v, version, with_containers=False) for v in views]
-    )
+    return json_response([shapes.network(v, version, detailed=False) for v in views])
 
 
 async def inspect_network(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    query_bool_strict(request, "verbose")
+    try:
+        query_bool_strict(request, "verbose")
+    except InvalidParameter as exc:
+        raise InvalidParameter(
+            f"invalid value for verbose: {request.query['verbose']}: {exc.message}"
+        ) from exc
     scope = request.query.get("scope", "")
     view = engine.networks.inspect(request.match_info["id"])
     if scope and scope != view.network.scope:

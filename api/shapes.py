@@ -8,7 +8,9 @@ from api import versions
 from daemon.networks import NetworkView
 
 
-def network(view: NetworkView, api_version: str, *, with_containers: bool = True) -> dict[str, Any]:
+def network(view: NetworkView, api_version: str, *, detailed: bool = True) -> dict[str, Any]:
+    """Key order is dockerd's (the CLI prints it as received). `detailed=False` is the
+    list form: `Containers` present but empty, as dockerd does for API >= 1.28."""
     net = view.network
     doc: dict[str, Any] = {
         "Name": net.name,
@@ -17,20 +19,20 @@ def network(view: NetworkView, api_version: str, *, with_containers: bool = True
         "Scope": net.scope,
         "Driver": net.driver,
     }
-    if not versions.less_than(api_version, "1.47"):
-        doc["EnableIPv4"] = net.enable_ipv4
+    doc["EnableIPv4"] = net.enable_ipv4
     doc["EnableIPv6"] = net.enable_ipv6
     doc["IPAM"] = {
         "Driver": net.ipam_driver,
         "Options": net.ipam_options,
-        "Config": [c.to_docker() for c in net.ipam_config],
+        "Config": [c.to_docker() for c in net.ipam_config] if net.ipam_config else None,
     }
     doc["Internal"] = net.internal
     doc["Attachable"] = net.attachable
     doc["Ingress"] = net.ingress
     doc["ConfigFrom"] = {"Network": net.config_from}
     doc["ConfigOnly"] = net.config_only
-    if with_containers:
+    doc["Containers"] = {}
+    if detailed or versions.less_than(api_version, "1.28"):
         doc["Containers"] = {
             ep.container_id: {
                 "Name": ep.container_name,

@@ -92,9 +92,7 @@ def _mem_total() -> int:
 def _os_release() -> tuple[str, str]:
     try:
         with open("/etc/os-release") as fh:
-            fields = dict(
-                line.rstrip("\n").split("=", 1) for line in fh if "=" in line
-            )
+            fields = dict(line.rstrip("\n").split("=", 1) for line in fh if "=" in line)
     except OSError:
         return "Linux", ""
     return fields.get("PRETTY_NAME", "Linux").strip('"'), fields.get("VERSION_ID", "").strip('"')

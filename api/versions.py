@@ -9,7 +9,7 @@ DEFAULT_VERSION = API_VERSION  # an unprefixed request gets the newest behaviour
 
 
 def parse(version: str) -> tuple[int, ...]:
-    """"1.41" → (1, 41); like moby's versions.compare, missing parts count as 0."""
+    """ "1.41" → (1, 41); like moby's versions.compare, missing parts count as 0."""
     parts = []
     for piece in version.split("."):
         try:

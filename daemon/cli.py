@@ -7,8 +7,15 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from daemon.config import DEFAULT_SOCKET, DEFAULT_STATE_DIR, LOG_FORMATS, LOG_LEVELS
-from daemon.config import ConfigError, build_config, load_toml
+from daemon.config import (
+    DEFAULT_SOCKET,
+    DEFAULT_STATE_DIR,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    ConfigError,
+    build_config,
+    load_toml,
+)
 from daemon.logs import configure, get_logger
 from daemon.process import AppFactory, StartupError, serve
 
@@ -31,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
         help="run the daemon in the foreground (what the systemd unit starts)",
         description="Run the overlayd daemon in the foreground until SIGTERM or SIGINT. "
         "Every flag can also be set in the TOML file given by --config "
-        "(same names without the dashes prefix, e.g. state-dir = \"/srv/overlayd\"); "
+        '(same names without the dashes prefix, e.g. state-dir = "/srv/overlayd"); '
         "flags win over the file.",
     )
     run.add_argument("--config", metavar="FILE", help="TOML config file")
@@ -61,7 +68,9 @@ def parser() -> argparse.ArgumentParser:
         metavar="tcp://ADDR:PORT",
         help="also listen on TCP; needs --tlscacert, --tlscert and --tlskey (mutual TLS)",
     )
-    run.add_argument("--tlscacert", metavar="FILE", help="CA that client certificates must chain to")
+    run.add_argument(
+        "--tlscacert", metavar="FILE", help="CA that client certificates must chain to"
+    )
     run.add_argument("--tlscert", metavar="FILE", help="server certificate for --host")
     run.add_argument("--tlskey", metavar="FILE", help="server private key for --host")
     run.add_argument("--hostname", help="node name reported by the API (default: the host name)")

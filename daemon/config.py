@@ -107,7 +107,9 @@ def _validate(cfg: Config, some_tls: bool) -> None:
         try:
             ipaddress.ip_address(cfg.advertise_addr)
         except ValueError as exc:
-            raise ConfigError(f"advertise-addr {cfg.advertise_addr!r} is not an IP address") from exc
+            raise ConfigError(
+                f"advertise-addr {cfg.advertise_addr!r} is not an IP address"
+            ) from exc
     if not cfg.socket.startswith("/"):
         raise ConfigError("socket must be an absolute path")
     for host in cfg.hosts:

@@ -57,9 +57,7 @@ class _KernelAdapter:
 
     async def converge(self, desired: Desired) -> Convergence:
         result = await self._dataplane.reconcile(desired)
-        return Convergence(
-            gone=frozenset(e.endpoint_id for e in result.gone), errors=result.errors
-        )
+        return Convergence(gone=frozenset(e.endpoint_id for e in result.gone), errors=result.errors)
 
 
 class Engine:

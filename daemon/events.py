@@ -11,7 +11,7 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from daemon.errors import InvalidParameter
 from daemon.filters import Filters
@@ -19,9 +19,21 @@ from daemon.filters import Filters
 HISTORY = 1024
 QUEUE_LIMIT = 1024
 ACCEPTED_FILTERS = (
-    "config", "container", "daemon", "event", "image", "label", "network",
-    "node", "plugin", "scope", "secret", "service", "type", "volume",
-)  # fmt: skip
+    "config",
+    "container",
+    "daemon",
+    "event",
+    "image",
+    "label",
+    "network",
+    "node",
+    "plugin",
+    "scope",
+    "secret",
+    "service",
+    "type",
+    "volume",
+)
 
 
 @dataclass(frozen=True)
@@ -61,8 +73,18 @@ def event_matches(ev: Event, filters: Filters) -> bool:
         and filters.match_kv_list("label", ev.attributes)
         and all(
             _fuzzy(filters, key, ev.actor_id, name)
-            for key in ("config", "container", "image", "network", "node", "plugin",
-                        "secret", "service", "volume", "daemon")  # fmt: skip
+            for key in (
+                "config",
+                "container",
+                "image",
+                "network",
+                "node",
+                "plugin",
+                "secret",
+                "service",
+                "volume",
+                "daemon",
+            )
         )
     )
 
@@ -89,10 +111,10 @@ def parse_timestamp(value: str, now: float) -> int:
     except ValueError:
         parsed = None
     if parsed is None:
-        raise InvalidParameter(f"failed to parse value as time or duration: \"{value}\"")
+        raise InvalidParameter(f'failed to parse value as time or duration: "{value}"')
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return int((parsed - datetime(1970, 1, 1, tzinfo=timezone.utc)) / timedelta(microseconds=1)) * 1000
+        parsed = parsed.replace(tzinfo=UTC)
+    return int((parsed - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1)) * 1000
 
 
 class EventBus:

@@ -65,45 +65,27 @@ class Filters:
                 return False
         return True
 
-    def bool_value(self, key: str) -> bool | None:
-        """For flags such as `dangling`: `true`/`1` or `false`/`0`; None when absent."""
-        values = self.fields.get(key)
-        if not values:
-            return None
-        result = None
-        for value in values:
-            lowered = value.lower()
-            if lowered in ("true", "1"):
-                parsed = True
-            elif lowered in ("false", "0"):
-                parsed = False
-            else:
-                raise InvalidParameter(f"invalid filter '{key}={value}'")
-            if result is not None and result != parsed:
-                raise InvalidParameter(f"invalid filter '{key}={value}'")
-            result = parsed
-        return result
-
 
 def parse_filters(raw: str | None) -> Filters:
     if not raw:
         return Filters()
+    # dockerd answers any undecodable filter with just this text (filters.FromJSON).
     try:
         doc = json.loads(raw)
     except (ValueError, RecursionError) as exc:
-        raise InvalidParameter(f"invalid filter: {exc}") from exc
+        raise InvalidParameter("invalid filter") from exc
     if not isinstance(doc, dict):
-        raise InvalidParameter("invalid filter: filters must be a JSON object")
+        raise InvalidParameter("invalid filter")
     fields: dict[str, set[str]] = {}
     for key, value in doc.items():
         if isinstance(value, dict):
             if not all(isinstance(v, str) for v in value) or not all(
                 isinstance(b, bool) for b in value.values()
             ):
-                raise InvalidParameter(f"invalid filter: bad value for '{key}'")
+                raise InvalidParameter("invalid filter")
             fields[key] = {v for v, on in value.items() if on}
         elif isinstance(value, list) and all(isinstance(v, str) for v in value):
             fields[key] = set(value)
         else:
-            raise InvalidParameter(f"invalid filter: bad value for '{key}'")
+            raise InvalidParameter("invalid filter")
     return Filters(fields)

@@ -8,17 +8,18 @@ If the kernel refuses, the store change is rolled back so nothing is half-applie
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Protocol
 
 from daemon import ipam
 from daemon.errors import Conflict, Forbidden, InvalidParameter, NotFound, SystemError_
-from daemon.events import Event, EventBus
+from daemon.events import Event, EventBus, parse_timestamp
 from daemon.filters import Filters
 from daemon.logs import get_logger
 from daemon.records import PREDEFINED, EndpointRecord, NetworkRecord
@@ -42,6 +43,10 @@ OPT_DEFAULT_BRIDGE = "com.docker.network.bridge.default_bridge"
 NETWORK_FILTERS = ("dangling", "driver", "id", "label", "name", "scope", "type")
 PRUNE_FILTERS = ("until", "label", "label!")
 LOCAL_DRIVERS = ("bridge",)
+HOST_NETWORK_ERROR = (
+    "container cannot be disconnected from host network or connected to host network"
+)
+_MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 UNSUPPORTED_DRIVERS = ("macvlan", "ipvlan")
 
 
@@ -104,7 +109,7 @@ class NetworkView:
 def rfc3339_nano(ns: int) -> str:
     """Go's time.RFC3339Nano in UTC: trailing zeros of the fraction trimmed."""
     sec, frac = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    base = datetime.fromtimestamp(sec, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     fraction = f"{frac:09d}".rstrip("0")
     return f"{base}.{fraction}Z" if fraction else f"{base}Z"
 
@@ -122,7 +127,9 @@ def _parse_bool_option(options: dict[str, str], key: str, default: bool) -> bool
         return True
     if lowered in ("0", "f", "false"):
         return False
-    raise InvalidParameter(f'failed to parse {key} value: strconv.ParseBool: parsing "{value}": invalid syntax')
+    raise InvalidParameter(
+        f'failed to parse {key} value: strconv.ParseBool: parsing "{value}": invalid syntax'
+    )
 
 
 def _mtu_option(options: dict[str, str]) -> int:
@@ -220,36 +227,37 @@ class NetworkService:
     def _view(self, net: NetworkRecord) -> NetworkView:
         return NetworkView(net, self._endpoints_of(net.id))
 
-    def find(self, term: str) -> NetworkRecord:
-        """Docker's lookup order: exact ID, exact name, then unique ID prefix."""
+    def find(self, term: str, wording: str = "delete") -> NetworkRecord:
+        """Docker's lookup order: exact ID, exact name, then unique ID prefix.
+
+        dockerd words an ambiguous match differently per route (`wording`): "inspect"
+        (GET), "delete" (DELETE, prune), "attach" (connect/disconnect)."""
         if term in self._networks:
             return self._networks[term]
         by_name = [n for n in self._networks.values() if n.name == term]
         if len(by_name) == 1:
             return by_name[0]
-        if len(by_name) > 1:
-            raise InvalidParameter(
-                f"network {term} is ambiguous ({len(by_name)} matches found based on name)"
-            )
         by_prefix = [n for n in self._networks.values() if term and n.id.startswith(term)]
+        if len(by_name) > 1:
+            raise InvalidParameter(_ambiguous(term, len(by_name), "name", wording))
         if len(by_prefix) == 1:
             return by_prefix[0]
         if len(by_prefix) > 1:
-            raise InvalidParameter(
-                f"network {term} is ambiguous ({len(by_prefix)} matches found on ID prefix)"
-            )
+            raise InvalidParameter(_ambiguous(term, len(by_prefix), "ID prefix", wording))
         raise NotFound(f"network {term} not found")
 
     def inspect(self, term: str) -> NetworkView:
-        return self._view(self.find(term))
+        return self._view(self.find(term, "inspect"))
 
     def list(self, filters: Filters) -> list[NetworkView]:
         filters.validate(NETWORK_FILTERS)
         types = filters.get("type")
         for value in types:
             if value not in ("custom", "builtin"):
+                # dockerd builds this with a plain errors.Errorf, which may reach clients
+                # as a 500; bad input is a 400 here.
                 raise InvalidParameter(f"invalid filter: 'type'='{value}'")
-        dangling = filters.bool_value("dangling")
+        dangling = _dangling(filters)
         out = []
         for net in self._networks.values():
             view = self._view(net)
@@ -336,7 +344,9 @@ class NetworkService:
         net_id = secrets.token_hex(32)
         ifname = options.get(OPT_BRIDGE_NAME) or f"br-{net_id[:12]}"
         if not _valid_ifname(ifname):
-            raise InvalidParameter(f"invalid bridge name {ifname!r}: at most 15 characters of a-z, 0-9, '-', '_' or '.'")
+            raise InvalidParameter(
+                f"invalid bridge name {ifname!r}: at most 15 characters of a-z, 0-9, '-', '_' or '.'"
+            )
         if any(n.ifname == ifname for n in self._networks.values()):
             raise Conflict(f"bridge name {ifname} is already in use by another network")
         del mtu
@@ -367,7 +377,9 @@ class NetworkService:
                 raise Forbidden(f"{net.name} is a pre-defined network and cannot be removed")
             eps = self._endpoints_of(net.id)
             if eps:
-                names = ", ".join(e.container_name for e in eps)
+                names = ", ".join(
+                    f'name:"{e.container_name}" id:"{e.container_id[:12]}"' for e in eps
+                )
                 raise Forbidden(
                     f"error while removing network: network {net.name} has active endpoints ({names})"
                 )
@@ -383,61 +395,75 @@ class NetworkService:
             self._publish("destroy", net)
             log.info("network removed", id=net.id, name=net.name)
 
-    async def prune(self, filters: Filters) -> list[str]:
+    async def prune(self, filters: Filters) -> list[str] | None:
+        """Remove unused custom networks; None (JSON null) when nothing went, like dockerd."""
         filters.validate(PRUNE_FILTERS)
+        untils = filters.get("until")
+        if len(untils) > 1:
+            raise InvalidParameter("more than one until filter specified")
         until_ns = None
-        for value in filters.get("until"):
-            from daemon.events import parse_timestamp
-
+        for value in untils:
             until_ns = parse_timestamp(value, self._clock_ns() / 1e9)
         async with self._lock:
             victims = []
             for net in self._networks.values():
                 if net.predefined or self._endpoints_of(net.id):
                     continue
-                if until_ns is not None and _created_ns(net.created) >= until_ns:
+                if until_ns is not None and _created_ns(net.created) > until_ns:
                     continue
-                if filters.contains("label") and not filters.match_kv_list("label", net.labels):
+                if not filters.match_kv_list("label", net.labels):
                     continue
                 if filters.contains("label!") and _any_label(filters.get("label!"), net.labels):
                     continue
                 victims.append(net)
             if victims:
                 await self._remove_networks_locked(victims)
-            return [n.name for n in victims]
+            self._events.publish(
+                Event(
+                    type="network",
+                    action="prune",
+                    actor_id="",
+                    attributes={"reclaimed": "0"},
+                    time_nano=self._clock_ns(),
+                )
+            )
+            return [n.name for n in victims] or None
 
     # ----- connect / disconnect -----------------------------------------------------------
 
     async def connect(self, term: str, req: ConnectRequest) -> EndpointRecord:
+        """Attach a container (netns), in dockerd's order of checks."""
         async with self._lock:
-            net = self.find(term)
-            if net.driver in ("host", "null"):
-                raise Forbidden(
-                    f"container cannot be disconnected from host network or connected to {net.name} network"
-                    if net.driver == "host"
-                    else f"container cannot be connected to {net.name} network"
-                )
             try:
                 cns = self._kernel.resolve_container(req.container)
             except LookupError as exc:
                 raise NotFound(f"No such container: {req.container}") from exc
             cid = container_id_for(cns.key)
+            net = self.find(term, "attach")
+            siblings = [e for e in self._endpoints.values() if e.container_id == cid]
+            if net.driver == "host":
+                raise InvalidParameter(HOST_NETWORK_ERROR)
+            if net.driver == "null" or any(
+                self._networks[e.network_id].driver == "null" for e in siblings
+            ):
+                raise InvalidParameter(
+                    "container cannot be connected to multiple networks with one of the "
+                    "networks in private (none) mode"
+                )
+            requested = self._validate_endpoint_settings(net, req)
             name = req.name or cns.name
             for ep in self._endpoints_of(net.id):
                 if ep.container_id == cid:
                     raise Forbidden(
                         f"endpoint with name {ep.container_name} already exists in network {net.name}"
                     )
-            requested = self._requested_ipv4(net, req)
             pool = self._pool(net)
             ip = pool.allocate(requested)
-            iface = IPv4Interface(f"{ip}/{_subnet_of(net, ip).prefixlen}")
-            siblings = [e for e in self._endpoints.values() if e.container_id == cid]
-            taken = {e.ifname for e in siblings}
-            ifname = await self._kernel.free_ifname(cns.path, taken)
+            cfg = _subnet_config(net, ip)
+            ifname = await self._kernel.free_ifname(cns.path, {e.ifname for e in siblings})
             gateway = ""
-            if not net.internal and not any(e.gateway for e in siblings):
-                gateway = str(_subnet_config(net, ip).gateway)
+            if not net.internal and cfg.gateway and not any(e.gateway for e in siblings):
+                gateway = str(cfg.gateway)
             ep = EndpointRecord(
                 id=secrets.token_hex(32),
                 network_id=net.id,
@@ -446,7 +472,7 @@ class NetworkService:
                 netns_path=cns.path,
                 netns_key=cns.key,
                 ifname=ifname,
-                ipv4=str(iface),
+                ipv4=f"{ip}/{cfg.subnet.prefixlen}",
                 mac=req.mac_address.lower() or ipam.mac_for(ip),
                 aliases=list(req.aliases),
                 gateway=gateway,
@@ -469,26 +495,43 @@ class NetworkService:
             log.info("endpoint connected", network=net.name, container=name, ip=ep.ipv4)
             return ep
 
-    def _requested_ipv4(self, net: NetworkRecord, req: ConnectRequest) -> IPv4Address | None:
+    def _validate_endpoint_settings(
+        self, net: NetworkRecord, req: ConnectRequest
+    ) -> IPv4Address | None:
+        """dockerd's validateEndpointSettings: every problem, joined under one prefix."""
+        problems: list[str] = []
+        requested: IPv4Address | None = None
+        default_bridge = net.options.get(OPT_DEFAULT_BRIDGE) == "true"
+        if req.ipv4_address:
+            try:
+                requested = IPv4Address(req.ipv4_address)
+            except ValueError:
+                problems.append(f"invalid IPv4 address: {req.ipv4_address}")
         if req.ipv6_address:
-            raise InvalidParameter("IPv6 addresses are not supported by overlayd yet")
-        if not req.ipv4_address:
-            return None
-        try:
-            addr = IPv4Address(req.ipv4_address)
-        except ValueError as exc:
-            raise InvalidParameter(f"invalid IPv4 address: {req.ipv4_address}") from exc
-        if not net.user_subnet:
-            raise InvalidParameter(
+            problems.append(f"invalid IPv6 address: {req.ipv6_address} (overlayd has no IPv6 yet)")
+        if (req.ipv4_address or req.ipv6_address) and default_bridge:
+            problems.append("user specified IP address is supported on user defined networks only")
+        elif requested is not None and not net.user_subnet:
+            problems.append(
                 "user specified IP address is supported only when connecting to networks "
                 "with user configured subnets"
             )
-        if not any(addr in (c.ip_range or c.subnet) or addr in c.subnet for c in net.ipam_config):
-            raise InvalidParameter(
-                "invalid endpoint settings:\n"
-                f"no configured subnet or ip-range contain the IP address {addr}"
+        elif requested is not None and not any(
+            requested in (c.ip_range or c.subnet) or requested in c.subnet for c in net.ipam_config
+        ):
+            problems.append(f"no configured subnet or ip-range contain the IP address {requested}")
+        if req.aliases and default_bridge:
+            problems.append(
+                "network-scoped alias is supported only for containers in user defined networks"
             )
-        return addr
+        if req.mac_address and not _MAC.fullmatch(req.mac_address):
+            raise InvalidParameter(f"invalid MAC address {req.mac_address}")
+        if len(problems) == 1:
+            raise InvalidParameter(f"invalid endpoint settings:\n{problems[0]}")
+        if problems:
+            joined = "\n".join(f"* {p}" for p in problems)
+            raise InvalidParameter(f"invalid endpoint settings:\n{joined}")
+        return requested
 
     def _pool(self, net: NetworkRecord) -> ipam.AddressPool:
         allocated = [e.ipv4_address for e in self._endpoints_of(net.id) if e.ipv4_address]
@@ -497,33 +540,40 @@ class NetworkService:
             net.ipam_config, allocated=allocated, last=last, name=net.name, network_id=net.id
         )
 
-    def find_endpoint(self, net: NetworkRecord, container: str) -> EndpointRecord | None:
-        eps = self._endpoints_of(net.id)
-        for ep in eps:
-            if container in (ep.container_id, ep.container_name):
-                return ep
-        prefixed = [e for e in eps if container and e.container_id.startswith(container)]
-        if len(prefixed) == 1:
-            return prefixed[0]
+    def _known_container(self, ref: str) -> str | None:
+        """The container ID `ref` names: a live netns, or one we hold endpoints for
+        (by container ID, unique ID prefix or name)."""
         try:
-            cns = self._kernel.resolve_container(container)
+            return container_id_for(self._kernel.resolve_container(ref).key)
         except LookupError:
-            return None
-        cid = container_id_for(cns.key)
-        return next((e for e in eps if e.container_id == cid), None)
+            pass
+        ids = {e.container_id for e in self._endpoints.values() if ref == e.container_name}
+        ids |= {e.container_id for e in self._endpoints.values() if e.container_id == ref}
+        if not ids and len(ref) >= 1:
+            ids = {
+                e.container_id for e in self._endpoints.values() if e.container_id.startswith(ref)
+            }
+        return ids.pop() if len(ids) == 1 else None
 
     async def disconnect(self, term: str, container: str, force: bool = False) -> None:
         async with self._lock:
-            net = self.find(term)
+            cid = self._known_container(container)
+            if cid is None and not force:
+                raise NotFound(f"No such container: {container}")
+            net = self.find(term, "attach")
             if net.driver == "host":
-                raise Forbidden(
-                    "container cannot be disconnected from host network or connected to host network"
-                )
-            ep = self.find_endpoint(net, container)
-            if ep is None:
-                if force:
-                    return
-                raise Forbidden(f"container {container} is not connected to network {net.name}")
+                raise InvalidParameter(HOST_NETWORK_ERROR)
+            eps = self._endpoints_of(net.id)
+            if cid is None:
+                # dockerd's forced clean-up of a stale endpoint by container name.
+                ep = next((e for e in eps if e.container_name == container), None)
+                if ep is None:
+                    raise NotFound(f"endpoint {container} not found")
+            else:
+                ep = next((e for e in eps if e.container_id == cid), None)
+                if ep is None:
+                    # A plain fmt.Errorf in dockerd, hence a 500.
+                    raise SystemError_(f"container {cid} is not connected to network {net.name}")
             self._store.commit(delete_endpoints=[ep.id])
             del self._endpoints[ep.id]
             await self._converge_locked(best_effort=True)
@@ -601,8 +651,14 @@ class NetworkService:
         attrs = {"name": net.name, "type": net.driver}
         attrs.update(extra)
         self._events.publish(
-            Event(type="network", action=action, actor_id=net.id, attributes=attrs,
-                  scope=net.scope, time_nano=self._clock_ns())  # fmt: skip
+            Event(
+                type="network",
+                action=action,
+                actor_id=net.id,
+                attributes=attrs,
+                scope=net.scope,
+                time_nano=self._clock_ns(),
+            )
         )
 
 
@@ -628,7 +684,7 @@ def _version_at_least(version: str, major: int, minor: int) -> bool:
 def _created_ns(created: str) -> int:
     text = created.rstrip("Z")
     base, _, frac = text.partition(".")
-    sec = datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+    sec = datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
     return int(sec) * 1_000_000_000 + int((frac or "0").ljust(9, "0")[:9])
 
 
@@ -638,3 +694,27 @@ def _any_label(items: set[str], labels: dict[str, str]) -> bool:
         if key in labels and (not sep or labels[key] == value):
             return True
     return False
+
+
+def _ambiguous(term: str, count: int, basis: str, wording: str) -> str:
+    if wording == "inspect":
+        return f"{count} matches found based on {basis}: network {term} is ambiguous"
+    if wording == "attach":
+        return f"network {term} is ambiguous ({count} matches found on {basis})"
+    return f"network {term} is ambiguous ({count} matches found based on {basis})"
+
+
+def _dangling(filters: Filters) -> bool | None:
+    values = filters.get("dangling")
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidParameter('got more than one value for filter key "dangling"')
+    (value,) = values
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise InvalidParameter(
+        'invalid value for filter \'dangling\', must be "true" (or "1"), or "false" (or "0")'
+    )

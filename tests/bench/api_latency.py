@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.integration.harness import Host, make_host, wait_for  # noqa: E402
+from tests.integration.harness import Host, make_host, wait_for
 
 DOCKER = {"create_ms": 2.1, "list_ms": 1.6, "inspect_ms": 1.4, "rss_mb": 103}
 

@@ -29,7 +29,9 @@ DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 PREFIX = "ovt"
 
 
-def run(*cmd: str, check: bool = True, timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess:
+def run(
+    *cmd: str, check: bool = True, timeout: float = 30, **kw: Any
+) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, **kw)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr}")
@@ -185,7 +187,9 @@ class Host:
         finally:
             conn.close()
 
-    def docker(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    def docker(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
         result = subprocess.run(
             [DOCKER, *args], capture_output=True, text=True, env=self.env, timeout=timeout,
             check=False,

@@ -72,6 +72,18 @@ def test_huge_body_refused(shared_host: Host) -> None:
     assert state(shared_host) == before
 
 
+def test_body_framing(shared_host: Host) -> None:
+    reply = shared_host.request("POST", "/networks/create", raw=b'{"Name":"x"}')
+    assert_error(reply, 400, "malformed Content-Type header (): mime: no media type")
+    reply = shared_host.request("POST", "/networks/create", raw=b"null", headers=JSON)
+    assert_error(reply, 400, "invalid JSON: got EOF while reading request body")
+    reply = shared_host.request("POST", "/networks/create", raw=b'{"Name":"x"} {}', headers=JSON)
+    assert_error(reply, 400, "unexpected content after JSON")
+    # An empty body is the zero value: the name check answers.
+    reply = shared_host.request("POST", "/networks/create", raw=b"")
+    assert_error(reply, 400, "invalid name: name is empty")
+
+
 def test_wrong_content_type(shared_host: Host) -> None:
     reply = shared_host.request("POST", "/networks/create", raw=b'{"Name":"ct"}',
                                 headers={"Content-Type": "text/plain"})  # fmt: skip
@@ -83,7 +95,11 @@ def test_wrong_content_type(shared_host: Host) -> None:
     [
         ("filters=%7B", "invalid filter"),
         ("filters=%7B%22colour%22%3A%5B%22red%22%5D%7D", "invalid filter 'colour'"),
-        ("filters=%7B%22dangling%22%3A%5B%22maybe%22%5D%7D", "dangling"),
+        ("filters=%7B%22dangling%22%3A%5B%22maybe%22%5D%7D",
+         "invalid value for filter 'dangling', must be \"true\" (or \"1\"), or \"false\" (or \"0\")"),
+        ("filters=%7B%22dangling%22%3A%5B%22true%22%2C%220%22%5D%7D",
+         'got more than one value for filter key "dangling"'),
+        ("filters=%7B%22name%22%3A%22x%22%7D", "invalid filter"),
         ("filters=%7B%22type%22%3A%5B%22odd%22%5D%7D", "invalid filter: 'type'='odd'"),
     ],
 )
@@ -96,7 +112,13 @@ def test_version_bounds_and_unknown_routes(shared_host: Host) -> None:
                  "client version 1.12 is too old. Minimum supported API version is 1.24")  # fmt: skip
     assert_error(shared_host.request("GET", "/v1.99/networks"), 400,
                  "client version 1.99 is too new. Maximum supported API version is 1.51")  # fmt: skip
-    assert_error(shared_host.request("GET", "/nowhere"), 404, "page not found")
+    missing = shared_host.request("GET", "/nowhere")
+    assert_error(missing, 404, "page not found")
+    assert "Api-Version" not in missing.headers  # a router 404 passes no middleware in dockerd
+    too_old = shared_host.request("GET", "/v1.12/networks")
+    assert too_old.headers["Api-Version"] == "1.51" and "Docker-Experimental" not in too_old.headers
+    ok = shared_host.request("GET", "/networks")
+    assert ok.headers["Docker-Experimental"] == "false" and ok.headers["Ostype"] == "linux"
     assert_error(shared_host.request("PUT", "/networks"), 404, "page not found")
     for version in ("1.24", "1.41", "1.44", "1.47", "1.51"):
         assert shared_host.request("GET", f"/v{version}/networks").status == 200
@@ -104,18 +126,31 @@ def test_version_bounds_and_unknown_routes(shared_host: Host) -> None:
 
 def test_verbose_flag_is_strict(shared_host: Host) -> None:
     assert shared_host.request("GET", "/networks/bridge?verbose=true").status == 200
-    assert_error(shared_host.request("GET", "/networks/bridge?verbose=maybe"), 400, "ParseBool")
+    assert_error(
+        shared_host.request("GET", "/networks/bridge?verbose=maybe"),
+        400,
+        'invalid value for verbose: maybe: strconv.ParseBool: parsing "maybe": invalid syntax',
+    )
 
 
 def test_connect_rejects(shared_host: Host) -> None:
     h = shared_host
-    assert h.request("POST", "/networks/create", {"Name": "cx", "IPAM": {"Config": [{"Subnet": "10.88.0.0/24"}]}}).status == 201  # noqa: E501
+    assert (
+        h.request(
+            "POST",
+            "/networks/create",
+            {"Name": "cx", "IPAM": {"Config": [{"Subnet": "10.88.0.0/24"}]}},
+        ).status
+        == 201
+    )
     c = h.container("x")
     cases = [
         ({}, 400, "no container specified"),
         ({"Container": 7}, 400, "cannot unmarshal number"),
         ({"Container": "../../etc"}, 404, "No such container"),
-        ({"Container": c.name, "EndpointConfig": {"IPAMConfig": {"IPv4Address": "nope"}}}, 400, "nope"),
+        ({"Container": c.name, "EndpointConfig": {"IPAMConfig": {"IPv4Address": "nope"}}}, 400,
+         "invalid endpoint settings:\ninvalid IPv4 address: nope"),
+        ({"Container": c.name, "EndpointConfig": {"MacAddress": "zz"}}, 400, "invalid MAC address zz"),
         ({"Container": c.name, "EndpointConfig": {"IPAMConfig": {"IPv4Address": "10.99.0.5"}}}, 400,
          "no configured subnet or ip-range contain the IP address 10.99.0.5"),
         ({"Container": c.name, "EndpointConfig": {"IPAMConfig": {"IPv4Address": "10.88.0.0"}}}, 403, ""),
@@ -128,8 +163,9 @@ def test_connect_rejects(shared_host: Host) -> None:
     assert h.request("DELETE", "/networks/cx").status == 204
 
 
-def test_connect_to_host_and_none_is_forbidden(shared_host: Host) -> None:
+def test_connect_to_host_and_none_is_refused(shared_host: Host) -> None:
     c = shared_host.container("hn")
-    for net in ("host", "none"):
-        reply = shared_host.request("POST", f"/networks/{net}/connect", {"Container": c.name})
-        assert reply.status == 403, reply.body
+    reply = shared_host.request("POST", "/networks/host/connect", {"Container": c.name})
+    assert_error(reply, 400, "container cannot be disconnected from host network or connected to host network")
+    reply = shared_host.request("POST", "/networks/none/connect", {"Container": c.name})
+    assert_error(reply, 400, "in private (none) mode")

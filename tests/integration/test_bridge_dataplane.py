@@ -95,7 +95,7 @@ def test_restart_and_kill9_keep_connectivity_and_state(host: Host) -> None:
     inspect_before = json.loads(host.docker("network", "inspect", "keep").stdout)
     kernel_before = _kernel_snapshot(host)
 
-    # A continuous ping (200 × 50 ms) runs across both restarts and must lose nothing.
+    # A continuous ping (200 x 50 ms) runs across both restarts and must lose nothing.
     pinger = a.popen("ping", "-i", "0.05", "-c", "200", "-W", "1", ip_b,
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:

@@ -83,7 +83,7 @@ def test_socket_mode_notify_and_clean_stop(tmp_path: Path) -> None:
 
 
 def _cert(name: str, issuer_key, issuer_name, key, *, ca: bool, san_ip: str | None = None):  # type: ignore[no-untyped-def]
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))

@@ -283,10 +283,11 @@ def test_restart_and_rule_changes_keep_traffic(world: Lab) -> None:
     host.run("ip", "link", "set", "up0", "up")
     outside.run("ip", "addr", "add", "10.200.0.2/24", "dev", "up0p")
     outside.run("ip", "link", "set", "up0p", "up")
-    a = bridge("a", "obr-a", 1)
+    a = bridge("a", "obr-a", 1, mtu=1450)
     e1, e2 = endpoint(a, c1, "ove-c1", 2), endpoint(a, c2, "ove-c2", 3)
     desired = Desired(frozenset({a}), frozenset({e1, e2}))
     no_errors(reconcile(host, desired))
+    assert links(host)["obr-a"]["mtu"] == links(c1)["eth0"]["mtu"] == 1450
 
     # a long-lived TCP connection out through the masquerade
     world.spawn(outside, sys.executable, "-c", ECHO_SERVER, "9000")

@@ -1,0 +1,139 @@
+"""overlayd's nftables table: rendered from the desired bridges, replaced atomically.
+
+Only `table ip overlayd` is ever read or written. The kernel's JSON listing (nft 1.0.6) drops
+table and chain comments, so the digest of the rendered rules rides in the comment of the
+first forward rule; together with the rule count per chain it tells whether the table still
+is what we wrote. A re-apply is one `nft -f -` transaction (create-if-missing, delete,
+define), so there is no instant without rules, and conntrack entries (with their NAT
+bindings) are untouched: established connections survive it.
+
+Bridged traffic reaches the `ip` forward hook only through br_netfilter
+(net.bridge.bridge-nf-call-iptables=1, the default once the module is loaded); the icc=False
+rule relies on that, exactly like Docker's `-i br -o br -j DROP`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from .model import BridgeSpec, NftRuleset
+
+FAMILY = "ip"
+TABLE = "overlayd"
+DIGEST_TAG = "overlayd:"  # comment prefix of the rule that carries the digest
+
+_CHAINS = {
+    "forward": "type filter hook forward priority filter; policy accept;",
+    "postrouting": "type nat hook postrouting priority srcnat; policy accept;",
+}
+_RESET = f"table {FAMILY} {TABLE} {{}}\ndelete table {FAMILY} {TABLE}\n"
+
+
+class NftError(RuntimeError):
+    """nft exited non-zero; the message carries its stderr."""
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+def rules(bridges: Iterable[BridgeSpec]) -> dict[str, list[str]]:
+    """Rules per chain, without the digest rule. Deterministic: sorted by bridge name."""
+    ordered = sorted(bridges, key=lambda b: b.ifname)
+    names = [b.ifname for b in ordered]
+    forward: list[str] = []
+    post: list[str] = []
+    for b in ordered:
+        me = _q(b.ifname)
+        others = [n for n in names if n != b.ifname]
+        if b.internal:
+            # only traffic between its own ports (bridged, via br_netfilter) may pass
+            forward.append(f"iifname {me} oifname != {me} drop")
+            forward.append(f"oifname {me} iifname != {me} drop")
+        elif others:
+            forward.append(f"iifname {me} oifname {{ {', '.join(map(_q, others))} }} drop")
+        if not b.icc:
+            forward.append(f"iifname {me} oifname {me} drop")
+        if b.masquerade and not b.internal:
+            post.append(f"ip saddr {b.subnet} oifname != {me} masquerade")
+    return {"forward": forward, "postrouting": post}
+
+
+def _digest(chains: dict[str, list[str]]) -> str:
+    text = "\n".join(f"{c}\n{_CHAINS[c]}\n" + "\n".join(chains[c]) for c in sorted(chains))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _fingerprint(digest: str, counts: dict[str, int]) -> str:
+    return digest + " " + " ".join(f"{c}={counts[c]}" for c in sorted(counts))
+
+
+def render(bridges: Iterable[BridgeSpec]) -> NftRuleset:
+    """The whole table for these bridges; no bridges means no table at all."""
+    bridges = list(bridges)
+    if not bridges:
+        return NftRuleset(script=_RESET, fingerprint=None)
+    chains = rules(bridges)
+    digest = _digest(chains)
+    chains["forward"].insert(
+        0, f'ct state established,related accept comment "{DIGEST_TAG}{digest}"'
+    )
+    body = [f"table {FAMILY} {TABLE} {{", '\tcomment "managed by overlayd; edits are reverted"']
+    for name, header in _CHAINS.items():
+        body += [f"\tchain {name} {{", f"\t\t{header}"]
+        body += [f"\t\t{r}" for r in chains[name]]
+        body.append("\t}")
+    body.append("}")
+    counts = {c: len(chains[c]) for c in _CHAINS}
+    script = _RESET + "\n".join(body) + "\n"
+    return NftRuleset(script=script, fingerprint=_fingerprint(digest, counts))
+
+
+def fingerprint_of(listing: dict[str, Any]) -> str:
+    """Fingerprint of an `nft -j list table` document, comparable with render()'s."""
+    counts: dict[str, int] = {}
+    digest = "?"
+    for item in listing.get("nftables", []):
+        if "chain" in item:
+            counts.setdefault(item["chain"]["name"], 0)
+        elif "rule" in item:
+            rule = item["rule"]
+            chain = rule["chain"]
+            counts[chain] = counts.get(chain, 0) + 1
+            comment = rule.get("comment", "")
+            if chain == "forward" and counts[chain] == 1 and comment.startswith(DIGEST_TAG):
+                digest = comment[len(DIGEST_TAG) :]
+    return _fingerprint(digest, counts)
+
+
+async def _nft(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        "nft",
+        *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def observe() -> str | None:
+    """Fingerprint of our table in this process's netns, None when there is none."""
+    rc, out, err = await _nft("-j", "list", "table", FAMILY, TABLE)
+    if rc != 0:
+        if "No such file or directory" in err:
+            return None
+        raise NftError(f"nft list table {FAMILY} {TABLE}: {err.strip()}")
+    return fingerprint_of(json.loads(out))
+
+
+async def apply(ruleset: NftRuleset) -> None:
+    """Run the script as one transaction: all of it or nothing."""
+    rc, _, err = await _nft("-f", "-", stdin=ruleset.script)
+    if rc != 0:
+        raise NftError(f"nft -f: {err.strip()}")

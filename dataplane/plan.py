@@ -1,0 +1,188 @@
+"""plan(desired, observed) -> ops: the minimal, ordered difference. Pure: no I/O, no clock.
+
+Order: first delete what blocks a create (an owned device holding a desired name or alias
+under the wrong identity, a half-made endpoint), then create and fix bridges, nft, forwarding
+and endpoints, and delete stale owned devices last, so traffic keeps flowing meanwhile.
+Devices without an `overlayd:` alias are never in an op, whatever their name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from . import nftables
+from .model import (
+    AddAddr,
+    ApplyNft,
+    BridgeSpec,
+    CreateBridge,
+    CreateEndpoint,
+    DelAddr,
+    DelLink,
+    Desired,
+    EnableIpForward,
+    EndpointSpec,
+    Observed,
+    ObservedLink,
+    Op,
+    SetLink,
+    bridge_alias,
+    endpoint_alias,
+)
+
+# What both the kernel (dev_valid_name) and our nft rendering accept.
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+
+@dataclass
+class Assessment:
+    """Which desired objects can be acted on now, and why the others cannot."""
+
+    bridges: list[BridgeSpec] = field(default_factory=list)
+    endpoints: list[EndpointSpec] = field(default_factory=list)
+    gone: list[EndpointSpec] = field(default_factory=list)  # their netns no longer exists
+    problems: list[str] = field(default_factory=list)
+
+
+def assess(desired: Desired, observed: Observed) -> Assessment:
+    out = Assessment()
+    links = observed.links
+    taken: set[str] = set()
+    aliases: set[str] = set()
+
+    def claim(name: str, alias: str, what: str) -> bool:
+        if alias in aliases:
+            out.problems.append(f"{what}: declared twice")
+            return False
+        if not IFNAME_RE.match(name):
+            out.problems.append(f"{what}: invalid interface name {name!r}")
+            return False
+        if name in taken:
+            out.problems.append(f"{what}: interface name {name!r} is used twice")
+            return False
+        link = links.get(name)
+        if link is not None and not link.owned:
+            out.problems.append(f"{what}: {name!r} exists and is not overlayd's")
+            return False
+        taken.add(name)
+        aliases.add(alias)
+        return True
+
+    usable: dict[str, BridgeSpec] = {}
+    inside: set[tuple[str, str]] = set()  # (netns path, container ifname)
+    for b in sorted(desired.bridges, key=lambda b: (b.ifname, b.network_id)):
+        if claim(b.ifname, bridge_alias(b.network_id), f"network {b.network_id}"):
+            usable[b.ifname] = b
+            out.bridges.append(b)
+    for e in sorted(desired.endpoints, key=lambda e: e.endpoint_id):
+        what = f"endpoint {e.endpoint_id}"
+        bridge = usable.get(e.bridge)
+        if e.netns_path not in observed.live_netns:
+            out.gone.append(e)
+        elif bridge is None or bridge.network_id != e.network_id:
+            out.problems.append(f"{what}: bridge {e.bridge!r} of {e.network_id} is not usable")
+        elif not IFNAME_RE.match(e.ifname):
+            out.problems.append(f"{what}: invalid container interface name {e.ifname!r}")
+        elif (e.netns_path, e.ifname) in inside:
+            out.problems.append(f"{what}: {e.ifname!r} used twice in {e.netns_path}")
+        elif claim(e.host_ifname, endpoint_alias(e.network_id, e.endpoint_id), what):
+            inside.add((e.netns_path, e.ifname))
+            out.endpoints.append(e)
+    return out
+
+
+def _identities(desired: Desired, a: Assessment) -> dict[str, tuple[str, str]]:
+    """ifname -> (alias, kind) for every desired object; the usable ones win a name."""
+    ids = {b.ifname: (bridge_alias(b.network_id), "bridge") for b in a.bridges}
+    ids |= {
+        e.host_ifname: (endpoint_alias(e.network_id, e.endpoint_id), "veth") for e in a.endpoints
+    }
+    for b in desired.bridges:
+        ids.setdefault(b.ifname, (bridge_alias(b.network_id), "bridge"))
+    for e in desired.endpoints:
+        ids.setdefault(e.host_ifname, (endpoint_alias(e.network_id, e.endpoint_id), "veth"))
+    return ids
+
+
+def _matches(link: ObservedLink, ident: tuple[str, str] | None) -> bool:
+    return ident is not None and (link.alias, link.kind) == ident
+
+
+def _blockers(
+    a: Assessment, links: dict[str, ObservedLink], idents: dict[str, tuple[str, str]]
+) -> dict[str, ObservedLink]:
+    """Owned links in the way of a create: a desired name or alias under the wrong identity,
+    or a half-made endpoint (host end never set up), which is recreated from scratch."""
+    wanted = {b.ifname: bridge_alias(b.network_id) for b in a.bridges}
+    wanted |= {e.host_ifname: endpoint_alias(e.network_id, e.endpoint_id) for e in a.endpoints}
+    alias_home = {alias: name for name, alias in wanted.items()}
+    out: dict[str, ObservedLink] = {}
+    for link in links.values():
+        if not link.owned:
+            continue
+        holds_name = link.ifname in wanted and not _matches(link, idents[link.ifname])
+        holds_alias = alias_home.get(link.alias or "", link.ifname) != link.ifname
+        if holds_name or holds_alias:
+            out[link.ifname] = link
+    for e in a.endpoints:
+        link = links.get(e.host_ifname)
+        if link is not None and not link.up:
+            out[link.ifname] = link
+    return out
+
+
+def _bridge_ops(b: BridgeSpec, link: ObservedLink | None) -> list[Op]:
+    if link is None:
+        return [CreateBridge(b), AddAddr(b.ifname, b.gateway)]
+    ops: list[Op] = []
+    mtu = b.mtu if link.mtu != b.mtu else None
+    if mtu is not None or not link.up:
+        ops.append(SetLink(b.ifname, mtu=mtu, up=None if link.up else True))
+    if b.gateway not in link.addresses:
+        ops.append(AddAddr(b.ifname, b.gateway))
+    return ops + [DelAddr(b.ifname, x) for x in sorted(link.addresses - {b.gateway})]
+
+
+def _endpoint_ops(e: EndpointSpec, link: ObservedLink | None, bridge_new: bool) -> list[Op]:
+    if link is None:
+        return [CreateEndpoint(e)]
+    # a re-created bridge has lost its ports, though they still look right in this dump
+    master = e.bridge if (link.master != e.bridge or bridge_new) else None
+    mtu = e.mtu if link.mtu != e.mtu else None
+    if master is None and mtu is None:
+        return []
+    return [SetLink(e.host_ifname, mtu=mtu, master=master)]
+
+
+def _del(link: ObservedLink) -> DelLink:
+    return DelLink(link.ifname, link.alias or "")
+
+
+def _ports_first(link: ObservedLink) -> tuple[bool, str]:
+    return (link.kind == "bridge", link.ifname)
+
+
+def plan(desired: Desired, observed: Observed) -> list[Op]:
+    a = assess(desired, observed)
+    links = observed.links
+    idents = _identities(desired, a)
+    blockers = _blockers(a, links, idents)
+    present = {n: link for n, link in links.items() if n not in blockers}
+
+    ops: list[Op] = [_del(link) for link in sorted(blockers.values(), key=_ports_first)]
+    for b in a.bridges:
+        ops += _bridge_ops(b, present.get(b.ifname))
+    ruleset = nftables.render(a.bridges)
+    if ruleset.fingerprint != observed.nft:
+        ops.append(ApplyNft(ruleset))
+    if not observed.ip_forward and any(b.masquerade and not b.internal for b in a.bridges):
+        ops.append(EnableIpForward())
+    for e in a.endpoints:
+        ops += _endpoint_ops(e, present.get(e.host_ifname), e.bridge not in present)
+    stale = [
+        link
+        for link in present.values()
+        if link.owned and not _matches(link, idents.get(link.ifname))
+    ]
+    return ops + [_del(link) for link in sorted(stale, key=_ports_first)]
