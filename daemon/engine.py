@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -55,8 +56,15 @@ class _KernelAdapter:
     async def free_ifname(self, netns_path: str, taken: set[str]) -> str:
         return await free_ifname(netns_path, taken=taken)
 
-    async def converge(self, desired: Desired) -> Convergence:
-        result = await self._dataplane.reconcile(desired)
+    def link_exists(self, ifname: str) -> bool:
+        try:
+            socket.if_nametoindex(ifname)
+        except OSError:
+            return False
+        return True
+
+    async def converge(self, desired: Desired, fresh: bool) -> Convergence:
+        result = await self._dataplane.reconcile(desired, fresh=fresh)
         return Convergence(gone=frozenset(e.endpoint_id for e in result.gone), errors=result.errors)
 
 
@@ -97,14 +105,23 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.networks.changed.is_set():
+            await self.networks.converge()  # what was acknowledged reaches the kernel
         await self.dataplane.close()
         self.store.close()
         log.info("engine stopped")
 
     async def _reconcile_loop(self) -> None:
+        """Converge as soon as a change asks for it, and every few seconds regardless."""
+        changed = self.networks.changed
         while True:
-            await asyncio.sleep(RECONCILE_INTERVAL)
             try:
-                await self.networks.converge()
+                await asyncio.wait_for(changed.wait(), RECONCILE_INTERVAL)
+                fresh = False  # our own change: plan against what we know is there
+            except TimeoutError:
+                fresh = True  # safety net: re-read the whole kernel
+            changed.clear()
+            try:
+                await self.networks.converge(fresh=fresh)
             except Exception as exc:  # the safety net must never die
-                log.warning("periodic reconcile failed", error=str(exc))
+                log.warning("reconcile failed", error=str(exc))

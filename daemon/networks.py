@@ -7,6 +7,7 @@ If the kernel refuses, the store change is rolled back so nothing is half-applie
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
-from typing import Protocol
+from typing import Any, Protocol
 
 from daemon import ipam
 from daemon.errors import Conflict, Forbidden, InvalidParameter, NotFound, SystemError_
@@ -57,8 +58,13 @@ class Kernel(Protocol):
 
     async def free_ifname(self, netns_path: str, taken: set[str]) -> str: ...
 
-    async def converge(self, desired: Desired) -> Convergence:
-        """Make the kernel match; say what could not be done."""
+    async def converge(self, desired: Desired, fresh: bool) -> Convergence:
+        """Make the kernel match; say what could not be done. `fresh` re-reads the whole
+        kernel first; otherwise trust what the last converge left there."""
+        ...
+
+    def link_exists(self, ifname: str) -> bool:
+        """A device of that name exists in the host namespace."""
         ...
 
 
@@ -159,14 +165,16 @@ class NetworkService:
         clock_ns: Callable[[], int] = time.time_ns,
         swarm_manager: Callable[[], bool] = lambda: False,
     ) -> None:
-        import asyncio
-
         self._store = store
         self._kernel = kernel
         self._events = events
         self._clock_ns = clock_ns
         self._is_manager = swarm_manager
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one mutation at a time
+        self._kernel_lock = asyncio.Lock()  # one kernel converge at a time, in order
+        self._generation = 0  # bumped by every committed change
+        self._applied_generation = -1  # newest generation handed to the kernel
+        self.changed = asyncio.Event()  # set when the kernel has catching up to do
         self._networks: dict[str, NetworkRecord] = {n.id: n for n in store.networks()}
         self._endpoints: dict[str, EndpointRecord] = {e.id: e for e in store.endpoints()}
 
@@ -176,7 +184,7 @@ class NetworkService:
         """Create the predefined networks on first start, then converge the kernel."""
         async with self._lock:
             self._ensure_predefined()
-            await self._converge_locked()
+            await self._converge_locked(fresh=True)
 
     def _ensure_predefined(self) -> None:
         names = {n.name for n in self._networks.values()}
@@ -215,7 +223,7 @@ class NetworkService:
                     )
                 )
         if created:
-            self._store.commit(put_networks=created)
+            self._commit(put_networks=created)
             for net in created:
                 self._networks[net.id] = net
 
@@ -289,17 +297,14 @@ class NetworkService:
     # ----- create / delete ----------------------------------------------------------------
 
     async def create(self, req: CreateNetworkRequest, api_version: str) -> tuple[str, str]:
+        """Validate fully, persist, answer. The bridge is made by the reconciler woken
+        here, a few milliseconds later: nothing waits on an empty bridge, and the API
+        answers at the speed of one fsync."""
         async with self._lock:
             net = self._validate_create(req, api_version)
-            self._store.commit(put_networks=[net])
+            self._commit(put_networks=[net])
             self._networks[net.id] = net
-            try:
-                await self._converge_locked()
-            except Exception:
-                self._store.commit(delete_networks=[net.id])
-                del self._networks[net.id]
-                await self._converge_locked(best_effort=True)
-                raise
+            self.changed.set()
             self._publish("create", net)
             log.info("network created", id=net.id, name=net.name, driver=net.driver)
             return net.id, ""
@@ -349,6 +354,8 @@ class NetworkService:
             )
         if any(n.ifname == ifname for n in self._networks.values()):
             raise Conflict(f"bridge name {ifname} is already in use by another network")
+        if self._kernel.link_exists(ifname):
+            raise Conflict(f"bridge name {ifname} is already in use by a device overlayd did not create")
         del mtu
         configs = ipam.parse_ipam_config(req.ipam_config, used_subnets=self._used_subnets())
         return NetworkRecord(
@@ -387,7 +394,7 @@ class NetworkService:
 
     async def _remove_networks_locked(self, nets: Iterable[NetworkRecord]) -> None:
         nets = list(nets)
-        self._store.commit(delete_networks=[n.id for n in nets])
+        self._commit(delete_networks=[n.id for n in nets])
         for net in nets:
             del self._networks[net.id]
         await self._converge_locked(best_effort=True)
@@ -479,7 +486,7 @@ class NetworkService:
             )
             old_last = net.ipam_last
             net.ipam_last = str(pool.last) if pool.last else None
-            self._store.commit(put_networks=[net], put_endpoints=[ep])
+            self._commit(put_networks=[net], put_endpoints=[ep])
             self._endpoints[ep.id] = ep
             try:
                 gone = await self._converge_locked()
@@ -488,7 +495,7 @@ class NetworkService:
             except Exception:
                 del self._endpoints[ep.id]
                 net.ipam_last = old_last
-                self._store.commit(put_networks=[net], delete_endpoints=[ep.id])
+                self._commit(put_networks=[net], delete_endpoints=[ep.id])
                 await self._converge_locked(best_effort=True)
                 raise
             self._publish("connect", net, container=cid)
@@ -574,7 +581,7 @@ class NetworkService:
                 if ep is None:
                     # A plain fmt.Errorf in dockerd, hence a 500.
                     raise SystemError_(f"container {cid} is not connected to network {net.name}")
-            self._store.commit(delete_endpoints=[ep.id])
+            self._commit(delete_endpoints=[ep.id])
             del self._endpoints[ep.id]
             await self._converge_locked(best_effort=True)
             self._publish("disconnect", net, container=ep.container_id)
@@ -619,33 +626,66 @@ class NetworkService:
                 )
         return Desired(bridges=frozenset(bridges), endpoints=frozenset(endpoints))
 
-    async def converge(self) -> None:
-        """The periodic safety net: also forgets endpoints whose container netns is gone."""
-        async with self._lock:
-            await self._converge_locked(best_effort=True)
+    def _commit(self, **change: Any) -> None:
+        """Persist one change; every change makes a new generation of desired state."""
+        self._store.commit(**change)
+        self._generation += 1
 
-    async def _converge_locked(self, best_effort: bool = False) -> set[str]:
-        """Converge the kernel. Strict mode (an acknowledged change) raises on any error;
-        best effort logs, and forgets endpoints whose container namespace is gone."""
-        try:
-            result = await self._kernel.converge(self.desired())
-        except Exception as exc:
-            result = Convergence(errors=(str(exc),))
+    async def _reconcile(
+        self, desired: Desired, generation: int, fresh: bool = False
+    ) -> Convergence:
+        """Hand one generation of desired state to the kernel, never an older one after
+        a newer: a background converge that lost the race must not undo a connect."""
+        async with self._kernel_lock:
+            if generation < self._applied_generation:
+                return Convergence()
+            try:
+                result = await self._kernel.converge(desired, fresh)
+            except Exception as exc:
+                result = Convergence(errors=(str(exc),))
+            self._applied_generation = generation
+            return result
+
+    async def converge(self, fresh: bool = False) -> None:
+        """Background converge (after create; `fresh` every few seconds as a safety net).
+
+        The desired state is read under the lock, the kernel work runs without it, so API
+        calls are never queued behind netlink. Endpoints whose container namespace
+        vanished are forgotten afterwards."""
+        async with self._lock:
+            desired, generation = self.desired(), self._generation
+        result = await self._reconcile(desired, generation, fresh)
+        if result.errors:
+            log.warning("kernel converge incomplete; will retry", errors=list(result.errors))
+        if result.gone:
+            async with self._lock:
+                self._forget_gone(result.gone)
+            self.changed.set()  # their veths go on the next round
+
+    async def _converge_locked(self, best_effort: bool = False, fresh: bool = False) -> set[str]:
+        """Converge now, under the lock, for a change the caller is about to acknowledge.
+        Strict mode raises on any kernel error so the caller can roll back."""
+        result = await self._reconcile(self.desired(), self._generation, fresh)
         if result.errors:
             if not best_effort:
                 raise SystemError_(f"failed to program the kernel: {'; '.join(result.errors)}")
             log.warning("kernel converge incomplete; will retry", errors=list(result.errors))
-        stale = [self._endpoints[i] for i in result.gone if i in self._endpoints]
-        if stale and best_effort:
-            self._store.commit(delete_endpoints=[e.id for e in stale])
-            for ep in stale:
-                del self._endpoints[ep.id]
-                net = self._networks.get(ep.network_id)
-                if net is not None:
-                    self._publish("disconnect", net, container=ep.container_id)
-                log.info("endpoint removed: container namespace is gone", endpoint=ep.id)
-            await self._converge_locked(best_effort=True)
+        if best_effort and result.gone:
+            self._forget_gone(result.gone)
+            self.changed.set()
         return set(result.gone)
+
+    def _forget_gone(self, gone: Iterable[str]) -> None:
+        stale = [self._endpoints[i] for i in gone if i in self._endpoints]
+        if not stale:
+            return
+        self._commit(delete_endpoints=[e.id for e in stale])
+        for ep in stale:
+            del self._endpoints[ep.id]
+            net = self._networks.get(ep.network_id)
+            if net is not None:
+                self._publish("disconnect", net, container=ep.container_id)
+            log.info("endpoint removed: container namespace is gone", endpoint=ep.id)
 
     def _publish(self, action: str, net: NetworkRecord, **extra: str) -> None:
         attrs = {"name": net.name, "type": net.driver}

@@ -14,12 +14,12 @@ rule relies on that, exactly like Docker's `-i br -o br -j DROP`.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Iterable
 from typing import Any
 
+from . import libnft
 from .model import BridgeSpec, NftRuleset
 
 FAMILY = "ip"
@@ -110,30 +110,20 @@ def fingerprint_of(listing: dict[str, Any]) -> str:
     return _fingerprint(digest, counts)
 
 
-async def _nft(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        "nft",
-        *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
-    return proc.returncode or 0, out.decode(), err.decode()
-
-
 async def observe() -> str | None:
     """Fingerprint of our table in this process's netns, None when there is none."""
-    rc, out, err = await _nft("-j", "list", "table", FAMILY, TABLE)
-    if rc != 0:
-        if "No such file or directory" in err:
+    try:
+        out = libnft.shared().run(f"list table {FAMILY} {TABLE}", json_output=True)
+    except libnft.NftLibError as e:
+        if "No such file or directory" in str(e):
             return None
-        raise NftError(f"nft list table {FAMILY} {TABLE}: {err.strip()}")
+        raise NftError(f"nft list table {FAMILY} {TABLE}: {e}") from e
     return fingerprint_of(json.loads(out))
 
 
 async def apply(ruleset: NftRuleset) -> None:
     """Run the script as one transaction: all of it or nothing."""
-    rc, _, err = await _nft("-f", "-", stdin=ruleset.script)
-    if rc != 0:
-        raise NftError(f"nft -f: {err.strip()}")
+    try:
+        libnft.shared().run(ruleset.script)
+    except libnft.NftLibError as e:
+        raise NftError(f"nft -f: {e}") from e

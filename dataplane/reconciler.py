@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import nftables, sysctl
+from .effects import after
 from .model import (
     ApplyNft,
     Desired,
@@ -46,6 +47,9 @@ class Dataplane:
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
         self._netlink = Netlink()
+        # The kernel as last dumped, carried forward through the effects of our own
+        # successful ops; None forces a dump.
+        self._known: Observed | None = None
 
     async def observe(self, desired: Desired) -> Observed:
         paths = {e.netns_path for e in desired.endpoints}
@@ -56,12 +60,21 @@ class Dataplane:
             ip_forward=sysctl.ip_forward(),
         )
 
-    async def reconcile(self, desired: Desired) -> ReconcileResult:
+    async def reconcile(self, desired: Desired, *, fresh: bool = True) -> ReconcileResult:
+        """Converge. `fresh=False` plans against what the last reconcile left (no dump):
+        for changes made through overlayd itself; the periodic safety net passes True."""
         async with self._lock:
             applied: list[Op] = []
             for _ in range(_ROUNDS):
-                observed = await self.observe(desired)
+                if fresh or self._known is None:
+                    observed = await self.observe(desired)
+                else:
+                    paths = {e.netns_path for e in desired.endpoints}
+                    observed = replace(
+                        self._known, live_netns=frozenset(p for p in paths if is_netns(p))
+                    )
                 failures: list[str] = []
+                state = observed
                 for op in plan(desired, observed):
                     try:
                         await self._apply(op)
@@ -70,8 +83,11 @@ class Dataplane:
                         failures.append(f"{_describe(op)}: {e}")
                     else:
                         applied.append(op)
+                        state = after(state, op)
+                self._known = None if failures else state
                 if not failures:
                     break
+                fresh = True
             verdict = assess(desired, observed)
             return ReconcileResult(
                 applied=tuple(applied),

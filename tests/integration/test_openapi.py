@@ -554,6 +554,49 @@ def expect_errors(api: Api, method: str, path: str, cases: list[Case]) -> None:
         api.error(method, path, expect=status, contains=contains, **kw)
 
 
+def test_real_client_request_bodies(api: Api) -> None:
+    """What docker CLI 28 and docker-py 7 actually send (nulls, empty strings, keys
+    overlayd ignores) is valid for the request schemas and accepted by the daemon."""
+    name = unique("cli")
+    c1 = api.host.container("a")
+    cli_create = {
+        "Driver": "bridge", "Scope": "",
+        "IPAM": {"Driver": "default", "Options": {}, "Config": []},
+        "Internal": False, "Attachable": False, "Ingress": False, "ConfigOnly": False,
+        "ConfigFrom": None, "Options": {}, "Labels": {}, "Name": name,
+    }  # fmt: skip
+    cli_connect = {
+        "Container": c1.name,
+        "EndpointConfig": {
+            "IPAMConfig": {}, "Links": None, "Aliases": [], "MacAddress": "", "DriverOpts": {},
+            "GwPriority": 0, "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
+            "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "DNSNames": None,
+        },
+    }  # fmt: skip
+    doc = api.call("POST", "/v1.50/networks/create", cli_create, expect=201)
+    api.created.append(doc["Id"])
+    api.call("POST", f"/v1.50/networks/{name}/connect", cli_connect, expect=200)
+    body = {"Container": c1.name, "Force": False}
+    api.call("POST", f"/v1.50/networks/{name}/disconnect", body, expect=200)
+    api.remove(doc["Id"])
+
+    py_name = unique("py")
+    py_create = {
+        "Name": py_name, "Driver": "bridge", "Labels": {"k": "v"},
+        "IPAM": {"Driver": "default", "Options": None, "Config": [
+            {"Subnet": "10.123.5.0/24", "Gateway": "10.123.5.254"}]},
+    }  # fmt: skip
+    doc = api.call("POST", "/v1.51/networks/create", py_create, expect=201)
+    api.created.append(doc["Id"])
+    assert api.inspect(py_name)["IPAM"]["Options"] is None
+    py_connect = {"Container": c1.name, "EndpointConfig": {"Aliases": ["a"]}}
+    api.call("POST", f"/v1.51/networks/{doc['Id']}/connect", py_connect, expect=200)
+    api.call("POST", f"/v1.51/networks/{doc['Id']}/disconnect", {"Container": c1.name},
+             expect=200)  # fmt: skip
+    api.remove(doc["Id"])
+
+
 def test_create_errors(api: Api) -> None:
     huge = json.dumps({"Name": unique("big"), "Labels": {"x": "y" * (1 << 20)}}).encode()
     bad_subnet = {"Name": unique("bad"), "IPAM": {"Config": [{"Subnet": "10.1.2.0/33"}]}}
@@ -761,12 +804,7 @@ def test_events(api: Api) -> None:
     only = api.call("GET", f"/v1.41/events?since=0&until={until}&{query}", expect=200)
     assert [(e["Action"], e["Actor"]["ID"]) for e in only] == [("create", net_id)]
 
-    api.error(
-        "GET",
-        f"/events?until={until}&" + filters({"nope": ["x"]}),
-        expect=400,
-        contains="invalid filter 'nope'",
-    )
+    api.error("GET", f"/events?until={until}&filters=%5B", expect=400, contains="invalid filter")
     api.error(
         "GET",
         "/events?since=yesterday",

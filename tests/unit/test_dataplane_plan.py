@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataplane import nftables
+from dataplane.effects import after
 from dataplane.model import (
     AddAddr,
     ApplyNft,
@@ -32,65 +33,42 @@ from dataplane.plan import assess, plan
 
 
 class FakeKernel:
-    """Applies Ops to an Observed the way the kernel would, and refuses what it must refuse."""
+    """Applies Ops to an Observed the way the kernel would (dataplane.effects), and refuses
+    what the kernel must refuse."""
 
     def __init__(self, observed: Observed) -> None:
-        self.links = dict(observed.links)
-        self.live = observed.live_netns
-        self.nft = observed.nft
-        self.ip_forward = observed.ip_forward
+        self.state = observed
 
     def observed(self) -> Observed:
-        return Observed(dict(self.links), self.live, self.nft, self.ip_forward)
+        return self.state
 
     def _owned(self, name: str) -> ObservedLink:
-        link = self.links[name]
+        link = self.state.links[name]
         assert link.owned, f"op on foreign link {name}"
         return link
 
     def apply(self, op: Op) -> None:
+        links = self.state.links
         match op:
             case CreateBridge(b):
-                assert b.ifname not in self.links, f"EEXIST {b.ifname}"
-                self.links[b.ifname] = ObservedLink(
-                    b.ifname, "bridge", bridge_alias(b.network_id), b.mtu, True
-                )
+                assert b.ifname not in links, f"EEXIST {b.ifname}"
             case CreateEndpoint(e):
-                assert e.host_ifname not in self.links, f"EEXIST {e.host_ifname}"
-                assert e.netns_path in self.live
+                assert e.host_ifname not in links, f"EEXIST {e.host_ifname}"
+                assert e.netns_path in self.state.live_netns
                 assert self._owned(e.bridge).kind == "bridge"
-                alias = endpoint_alias(e.network_id, e.endpoint_id)
-                self.links[e.host_ifname] = ObservedLink(
-                    e.host_ifname, "veth", alias, e.mtu, True, e.bridge
-                )
-            case SetLink(name, mtu, up, master):
-                link = self._owned(name)
+            case SetLink(name, _mtu, _up, master):
+                self._owned(name)
                 if master is not None:
-                    assert self.links[master].kind == "bridge"
-                self.links[name] = replace(
-                    link,
-                    mtu=link.mtu if mtu is None else mtu,
-                    up=link.up if up is None else up,
-                    master=link.master if master is None else master,
-                )
-            case AddAddr(name, a):
-                link = self._owned(name)
-                self.links[name] = replace(link, addresses=link.addresses | {a})
-            case DelAddr(name, a):
-                link = self._owned(name)
-                self.links[name] = replace(link, addresses=link.addresses - {a})
+                    assert links[master].kind == "bridge"
+            case AddAddr(name, _) | DelAddr(name, _):
+                self._owned(name)
             case DelLink(name, alias):
                 assert self._owned(name).alias == alias
-                del self.links[name]
-                for n, link in list(self.links.items()):
-                    if link.master == name:  # ports are released, not deleted
-                        self.links[n] = replace(link, master=None)
-            case EnableIpForward():
-                self.ip_forward = True
-            case ApplyNft(ruleset):
-                self.nft = ruleset.fingerprint
+            case EnableIpForward() | ApplyNft(_):
+                pass
             case _:
                 raise AssertionError(op)
+        self.state = after(self.state, op)
 
 
 def as_observed(d: Desired) -> Observed:
