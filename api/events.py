@@ -9,21 +9,25 @@ import time
 from aiohttp import web
 
 from api.keys import ENGINE
-from daemon.events import ACCEPTED_FILTERS, event_matches, parse_timestamp
+from daemon.errors import InvalidParameter
+from daemon.events import event_matches, parse_timestamp
 from daemon.filters import parse_filters
 
 
 async def events(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE]
     now = time.time()
-    filters = parse_filters(request.query.get("filters"))
-    filters.validate(ACCEPTED_FILTERS)
+    filters = parse_filters(request.query.get("filters"))  # unknown keys: ignored, as dockerd
     since = request.query.get("since")
     until = request.query.get("until")
     since_ns = parse_timestamp(since, now) if since else None
     until_ns = parse_timestamp(until, now) if until else None
+    if since_ns is not None and until_ns is not None and since_ns > until_ns:
+        raise InvalidParameter(f"`since` time ({since}) cannot be after `until` time ({until})")
 
-    past, queue = engine.events.subscribe(since_ns)
+    # dockerd replays its buffer when either bound is given.
+    replay_from = since_ns if since_ns is not None else (0 if until_ns is not None else None)
+    past, queue = engine.events.subscribe(replay_from)
     response = web.StreamResponse(status=200)
     response.content_type = "application/json"
     response.enable_chunked_encoding()

@@ -18,23 +18,6 @@ from daemon.filters import Filters
 
 HISTORY = 1024
 QUEUE_LIMIT = 1024
-ACCEPTED_FILTERS = (
-    "config",
-    "container",
-    "daemon",
-    "event",
-    "image",
-    "label",
-    "network",
-    "node",
-    "plugin",
-    "scope",
-    "secret",
-    "service",
-    "type",
-    "volume",
-)
-
 
 @dataclass(frozen=True)
 class Event:
