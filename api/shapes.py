@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from api import versions
+from daemon.ipam import IpamConfig
 from daemon.networks import NetworkView
+
+
+@lru_cache(maxsize=4096)
+def _ipam_config(cfg: IpamConfig) -> dict[str, Any]:
+    """Configs are immutable and rendered on every list: render each once."""
+    return cfg.to_docker()
 
 
 def network(view: NetworkView, api_version: str, *, detailed: bool = True) -> dict[str, Any]:
@@ -24,7 +32,7 @@ def network(view: NetworkView, api_version: str, *, detailed: bool = True) -> di
     doc["IPAM"] = {
         "Driver": net.ipam_driver,
         "Options": net.ipam_options,
-        "Config": [c.to_docker() for c in net.ipam_config] if net.ipam_config else None,
+        "Config": [_ipam_config(c) for c in net.ipam_config] if net.ipam_config else None,
     }
     doc["Internal"] = net.internal
     doc["Attachable"] = net.attachable

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 # Highest API version whose network/system shapes overlayd serves as dockerd does.
 API_VERSION = "1.51"
 MIN_API_VERSION = "1.24"
 DEFAULT_VERSION = API_VERSION  # an unprefixed request gets the newest behaviour
 
 
+@lru_cache(maxsize=256)
 def parse(version: str) -> tuple[int, ...]:
     """ "1.41" → (1, 41); like moby's versions.compare, missing parts count as 0."""
     parts = []

@@ -26,6 +26,7 @@ log = get_logger("overlayd.engine")
 
 VERSION = "0.1.0"
 RECONCILE_INTERVAL = 5.0  # seconds between safety-net reconciles
+FLUSH_DELAY = 0.05  # a committed change is fsynced within this (see daemon/store.py)
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ class Engine:
         self.started_ns = time.time_ns()
         self.metrics = CollectorRegistry()
         self.events = EventBus()
-        self.store = Store(config.state_path)
+        self._unsynced = asyncio.Event()
+        self.store = Store(config.state_path, on_commit=self._unsynced.set)
         self.dataplane = Dataplane()
         self.networks = NetworkService(self.store, _KernelAdapter(self.dataplane), self.events)
         self.swarm = SwarmInfo()
@@ -95,6 +97,7 @@ class Engine:
             self.advertise_addr = await default_route_address()
         await self.networks.start()
         self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="reconcile"))
+        self._tasks.append(asyncio.create_task(self._flush_loop(), name="flush"))
         log.info("engine started", state_dir=self.config.state_dir, pid=os.getpid())
 
     async def stop(self) -> None:
@@ -110,6 +113,14 @@ class Engine:
         await self.dataplane.close()
         self.store.close()
         log.info("engine stopped")
+
+    async def _flush_loop(self) -> None:
+        """fsync the store shortly after changes: one fsync covers a burst of them."""
+        while True:
+            await self._unsynced.wait()
+            await asyncio.sleep(FLUSH_DELAY)
+            self._unsynced.clear()
+            await asyncio.to_thread(self.store.sync)
 
     async def _reconcile_loop(self) -> None:
         """Converge as soon as a change asks for it, and every few seconds regardless."""

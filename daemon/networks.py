@@ -266,9 +266,12 @@ class NetworkService:
                 # as a 500; bad input is a 400 here.
                 raise InvalidParameter(f"invalid filter: 'type'='{value}'")
         dangling = _dangling(filters)
+        by_network: dict[str, list[EndpointRecord]] = {}
+        for ep in self._endpoints.values():
+            by_network.setdefault(ep.network_id, []).append(ep)
         out = []
         for net in self._networks.values():
-            view = self._view(net)
+            view = NetworkView(net, tuple(by_network.get(net.id, ())))
             if not filters.match("name", net.name) or not filters.match("id", net.id):
                 continue
             if not filters.exact_match("driver", net.driver):
