@@ -18,7 +18,7 @@ from daemon.logs import get_logger
 from daemon.networks import Convergence, NetworkService
 from daemon.store import Store
 from dataplane.model import Desired
-from dataplane.netns import ContainerNetns, free_ifname, resolve_container
+from dataplane.netns import ContainerNetns, free_ifname, host_netns_keys, resolve_container
 from dataplane.probe import default_route_address
 from dataplane.reconciler import Dataplane
 
@@ -56,6 +56,9 @@ class _KernelAdapter:
 
     async def free_ifname(self, netns_path: str, taken: set[str]) -> str:
         return await free_ifname(netns_path, taken=taken)
+
+    def host_netns_keys(self) -> frozenset[str]:
+        return host_netns_keys()
 
     def link_exists(self, ifname: str) -> bool:
         try:

@@ -67,6 +67,10 @@ class Kernel(Protocol):
         """A device of that name exists in the host namespace."""
         ...
 
+    def host_netns_keys(self) -> frozenset[str]:
+        """Namespaces that are the host itself, never a container."""
+        ...
+
 
 @dataclass(frozen=True)
 class Convergence:
@@ -337,12 +341,12 @@ class NetworkService:
             raise Forbidden("cannot create a swarm scoped network when swarm is not active")
         if req.enable_ipv6:
             raise InvalidParameter("IPv6 networks are not supported by overlayd yet")
-        if req.enable_ipv4 is False:
+        if req.enable_ipv4 is False and _version_at_least(api_version, 1, 48):
             raise InvalidParameter("IPv4 can only be disabled on networks with IPv6 enabled")
         if req.config_only or req.config_from:
             raise InvalidParameter("config-only networks are not supported by overlayd yet")
-        duplicate_check = req.check_duplicate is not False or _version_at_least(api_version, 1, 44)
-        if duplicate_check and any(n.name == name for n in self._networks.values()):
+        # dockerd 28 refuses duplicate names whatever CheckDuplicate says (any version).
+        if any(n.name == name for n in self._networks.values()):
             raise Conflict(f"network with name {name} already exists")
 
         options = dict(req.options)
@@ -448,6 +452,10 @@ class NetworkService:
                 cns = self._kernel.resolve_container(req.container)
             except LookupError as exc:
                 raise NotFound(f"No such container: {req.container}") from exc
+            if cns.key in self._kernel.host_netns_keys():
+                raise Forbidden(
+                    f"{req.container} is the host's own network namespace, not a container"
+                )
             cid = container_id_for(cns.key)
             net = self.find(term, "attach")
             siblings = [e for e in self._endpoints.values() if e.container_id == cid]

@@ -93,3 +93,10 @@ async def free_ifname(netns_path: str, prefix: str = "eth", taken: Iterable[str]
     while f"{prefix}{n}" in names:
         n += 1
     return f"{prefix}{n}"
+
+
+def host_netns_keys() -> frozenset[str]:
+    """This process's own netns and PID 1's: never a container. Attaching one would put a
+    veth, an address and a default route into the host's own network."""
+    keys = {netns_key("/proc/self/ns/net"), netns_key("/proc/1/ns/net")}
+    return frozenset(k for k in keys if k is not None)

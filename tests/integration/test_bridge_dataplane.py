@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 from tests.integration.harness import Host, Netns, wait_for
@@ -151,3 +152,37 @@ def test_deleted_container_namespace_releases_its_endpoint(host: Host) -> None:
         what="endpoint of a deleted namespace dropped by the periodic reconcile",
     )
     host.docker("network", "rm", "eph")
+
+
+def test_container_by_name_path_or_pid_is_one_container(host: Host) -> None:
+    host.docker("network", "create", "--subnet", "10.89.0.0/24", "refs")
+    a = host.container("a")
+    sleeper = a.popen("sleep", "600")
+    try:
+        # nsenter enters the namespace, then execs: until then its PID is still ours.
+        wait_for(
+            lambda: os.stat(f"/proc/{sleeper.pid}/ns/net").st_ino == os.stat(a.path).st_ino,
+            what="sleeper inside the container namespace",
+        )
+        reply = host.request(
+            "POST", "/networks/refs/connect", {"Container": str(sleeper.pid), "Name": "web"}
+        )
+        assert reply.status == 200, reply.body
+        doc = json.loads(host.docker("network", "inspect", "refs").stdout)[0]
+        (ep,) = doc["Containers"].values()
+        assert ep["Name"] == "web"  # the explicit name wins over "pid-<n>"
+        assert "10.89.0.2/24" in a.sh("ip", "-4", "-o", "addr", "show", "eth0").stdout
+        # The same namespace by its name or by a path is the same container.
+        for ref in (a.name, a.path, f"/proc/{sleeper.pid}/ns/net"):
+            r = host.docker("network", "connect", "refs", ref, check=False)
+            assert r.returncode == 1 and "already exists in network refs" in r.stderr, ref
+        host.docker("network", "disconnect", "refs", a.path)
+        # The host's own namespace (or PID 1's) is never taken for a container.
+        for ref in ("/proc/self/ns/net", str(host.proc.pid)):
+            r = host.request("POST", "/networks/refs/connect", {"Container": ref})
+            assert r.status == 403, (ref, r.body)
+            assert "host's own network namespace" in r.json()["message"]
+        assert json.loads(host.docker("network", "inspect", "refs").stdout)[0]["Containers"] == {}
+    finally:
+        sleeper.kill()
+        sleeper.wait()
