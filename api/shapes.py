@@ -6,8 +6,8 @@ from functools import lru_cache
 from typing import Any
 
 from api import versions
-from daemon.ipam import IpamConfig
 from daemon.networks import NetworkView
+from daemon.records import IpamConfig
 
 
 @lru_cache(maxsize=4096)

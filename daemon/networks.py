@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any, Protocol
 
-from daemon import ipam
 from daemon.errors import Conflict, Forbidden, InvalidParameter, NotFound, SystemError_
 from daemon.events import Event, EventBus, parse_timestamp
 from daemon.filters import Filters
@@ -27,6 +26,7 @@ from daemon.records import PREDEFINED, EndpointRecord, NetworkRecord
 from daemon.store import Store
 from dataplane.model import BridgeSpec, Desired, EndpointSpec
 from dataplane.netns import ContainerNetns
+from manager import ipam
 
 log = get_logger("overlayd.networks")
 

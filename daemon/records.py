@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
-from daemon.ipam import IpamConfig
+from manager.ipam import IpamConfig
 
 PREDEFINED = ("bridge", "host", "none")
 

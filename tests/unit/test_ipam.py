@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.errors import Forbidden, InvalidParameter, SystemError_, Unavailable
-from daemon.ipam import (
+from manager.errors import Forbidden, InvalidParameter, SystemError_, Unavailable
+from manager.ipam import (
     DEFAULT_GLOBAL_POOLS,
     DEFAULT_LOCAL_POOLS,
     AddressPool,

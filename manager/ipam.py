@@ -29,7 +29,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6
 from itertools import chain
 from typing import Any
 
-from daemon.errors import Forbidden, InvalidParameter, SystemError_, Unavailable
+from manager.errors import Forbidden, InvalidParameter, SystemError_, Unavailable
 
 # --- Docker's messages ---------------------------------------------------------------------
 
