@@ -1,0 +1,154 @@
+"""Framed messages over mutual TLS on the swarm port (2377).
+
+Every member talks TLS with a certificate from the swarm's CA, and each side learns who
+the other is from that certificate (node ID, role, cluster). A node that is still
+joining has no certificate yet: the server accepts it without one, but such a
+connection may only ask for the root CA and present a join token (see join.py); the
+handler sees `peer is None` and must refuse everything else.
+
+Frames: 4-byte big-endian length, then the payload. A frame over MAX_FRAME, a
+truncated frame or a TLS error closes that connection and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import ssl
+import struct
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from cryptography import x509
+
+from manager import ca
+
+MAX_FRAME = 16 << 20
+_LEN = struct.Struct(">I")
+
+
+class FrameError(ConnectionError):
+    """The peer sent something that is not a frame we accept; the connection is closed."""
+
+
+def _load_chain(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
+    # ssl only loads key material from files; keep them private and short-lived.
+    with tempfile.TemporaryDirectory() as tmp:
+        cert_path, key_path = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
+        cert_path.write_bytes(cert_pem)
+        key_path.touch(mode=0o600)
+        key_path.write_bytes(key_pem)
+        ctx.load_cert_chain(cert_path, key_path)
+
+
+def server_context(ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
+    """Members must present a certificate of our CA; joiners may present none."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_verify_locations(cadata=ca_pem.decode())
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    _load_chain(ctx, cert_pem, key_pem)
+    return ctx
+
+
+def client_context(ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
+    """A member dialling another: verify the server against our CA, show our certificate.
+    Host names are not checked: identity is the node ID in the certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = False
+    ctx.load_verify_locations(cadata=ca_pem.decode())
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    _load_chain(ctx, cert_pem, key_pem)
+    return ctx
+
+
+def bootstrap_context() -> ssl.SSLContext:
+    """A joiner that trusts nothing yet: encryption now, trust after the token's CA
+    digest has been checked against what the server sends (join.py)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class Connection:
+    """One TLS stream carrying frames; `peer` is who the certificate says is talking."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: ca.NodeIdentity | None,
+        server_cert: x509.Certificate | None = None,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.peer = peer
+        self.server_cert = server_cert  # client side: what the server presented
+
+    async def send(self, payload: bytes) -> None:
+        if len(payload) > MAX_FRAME:
+            raise FrameError(f"frame of {len(payload)} bytes exceeds {MAX_FRAME}")
+        self._writer.write(_LEN.pack(len(payload)) + payload)
+        await self._writer.drain()
+
+    async def recv(self) -> bytes:
+        try:
+            header = await self._reader.readexactly(_LEN.size)
+            (size,) = _LEN.unpack(header)
+            if size > MAX_FRAME:
+                raise FrameError(f"peer announced a frame of {size} bytes")
+            return await self._reader.readexactly(size)
+        except asyncio.IncompleteReadError as exc:
+            raise FrameError("connection closed mid-frame" if exc.partial else "closed") from exc
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(Exception):
+            await self._writer.wait_closed()
+
+
+def _peer_certificate(writer: asyncio.StreamWriter) -> x509.Certificate | None:
+    sslobj = writer.get_extra_info("ssl_object")
+    der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
+    return x509.load_der_x509_certificate(der) if der else None
+
+
+Handler = Callable[[Connection], Awaitable[None]]
+
+
+async def serve(
+    host: str,
+    port: int,
+    ctx: ssl.SSLContext,
+    root: x509.Certificate,
+    handler: Handler,
+    now: Callable[[], dt.datetime],
+) -> asyncio.Server:
+    """Accept connections; each runs `handler` until it returns or the peer misbehaves."""
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = None
+        try:
+            cert = _peer_certificate(writer)
+            peer = ca.identity_of(cert, root, now()) if cert is not None else None
+            conn = Connection(reader, writer, peer)
+            await handler(conn)
+        except (FrameError, ca.CertificateError, ConnectionError, ssl.SSLError, OSError):
+            pass  # one bad peer costs one connection
+        finally:
+            if conn is not None:
+                await conn.close()
+            else:
+                writer.close()
+
+    return await asyncio.start_server(on_connect, host, port, ssl=ctx)
+
+
+async def connect(host: str, port: int, ctx: ssl.SSLContext, timeout: float = 5.0) -> Connection:
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=ctx), timeout)
+    return Connection(reader, writer, None, _peer_certificate(writer))
