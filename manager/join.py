@@ -1,0 +1,174 @@
+"""Joining a swarm: trust the manager only through the token, then get a certificate.
+
+1. The joiner connects without a certificate (transport.bootstrap_context) and asks for
+   the root CA. It accepts that CA only if its digest is the one in the token, and the
+   manager's own certificate only if that CA issued it: no trust on first use.
+2. It sends the token and a certificate request. The manager checks the token's secret
+   against the current worker and manager tokens (constant time); the token that matches
+   decides the role. A wrong or rotated token gets one error and learns nothing about the
+   cluster. Otherwise the manager registers the node (through raft, by the callback) and
+   signs the certificate; from then on the node talks only mutual TLS.
+
+Messages are JSON objects in transport frames.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from manager import ca, tokens
+from manager.errors import InvalidParameter
+from manager.transport import Connection
+
+INVALID_TOKEN = (
+    "rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster"
+)
+NODE_ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def new_node_id() -> str:
+    """25 lowercase base-36 characters, like swarmkit's IDs."""
+    return "".join(secrets.choice(NODE_ID_ALPHABET) for _ in range(25))
+
+
+@dataclass(frozen=True)
+class JoinRequest:
+    hostname: str
+    advertise_addr: str
+    node_id: str
+
+
+@dataclass(frozen=True)
+class Joined:
+    node_id: str
+    role: str
+    cluster_id: str
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+    managers: list[str]  # "ip:port" of the managers, for failover
+
+
+async def _ask(conn: Connection, message: dict[str, Any]) -> dict[str, Any]:
+    await conn.send(json.dumps(message).encode())
+    reply = json.loads(await conn.recv())
+    if not isinstance(reply, dict):
+        raise InvalidParameter("malformed reply from the manager")
+    if "error" in reply:
+        raise InvalidParameter(str(reply["error"]))
+    return reply
+
+
+async def join(conn: Connection, token_text: str, req: JoinRequest, now: dt.datetime) -> Joined:
+    """The joiner's side, over a connection made with transport.bootstrap_context()."""
+    token = tokens.parse(token_text)
+    reply = await _ask(conn, {"type": "root_ca"})
+    root = ca.load_cert(str(reply["ca"]).encode())
+    if not token.matches_ca(ca.digest(root)):
+        raise InvalidParameter("remote CA does not match fingerprint. Expected: " + token.ca_digest)
+    if conn.server_cert is None:
+        raise InvalidParameter("the manager presented no certificate")
+    server = ca.identity_of(conn.server_cert, root, now)  # issued by that very CA
+    if server.role != "manager":
+        raise InvalidParameter("the node reached is not a swarm manager")
+    key = ca.new_key()
+    csr = ca.make_csr(key).public_bytes(serialization.Encoding.PEM).decode()
+    reply = await _ask(
+        conn,
+        {
+            "type": "join",
+            "token": token_text,
+            "csr": csr,
+            "hostname": req.hostname,
+            "advertise_addr": req.advertise_addr,
+            "node_id": req.node_id,
+        },
+    )
+    cert = ca.load_cert(str(reply["cert"]).encode())
+    me = ca.identity_of(cert, root, now)
+    return Joined(
+        node_id=me.node_id,
+        role=me.role,
+        cluster_id=me.cluster_id,
+        ca_pem=ca.cert_pem(root),
+        cert_pem=ca.cert_pem(cert),
+        key_pem=ca.key_pem(key),
+        managers=list(reply.get("managers", [])),
+    )
+
+
+Register = Callable[[str, str, JoinRequest], Awaitable[list[str]]]
+
+
+@dataclass
+class JoinService:
+    """The manager's side. `tokens()` returns the current (worker, manager) tokens;
+    `register(node_id, role, request)` commits the node and returns manager addresses."""
+
+    root: ca.RootCA
+    cluster_id: str
+    current_tokens: Callable[[], tuple[str, str]]
+    register: Register
+    now: Callable[[], dt.datetime]
+
+    def role_for(self, token_text: str) -> str | None:
+        try:
+            token = tokens.parse(token_text)
+        except tokens.TokenError:
+            return None
+        if not token.matches_ca(self.root.digest):
+            return None
+        worker, manager = (tokens.parse(t) for t in self.current_tokens())
+        # Compare against both so the time taken does not tell which one matched.
+        is_worker, is_manager = token.same_secret(worker), token.same_secret(manager)
+        return "manager" if is_manager else "worker" if is_worker else None
+
+    async def handle(self, conn: Connection) -> None:
+        """Serve one anonymous connection: root CA requests, then at most one join."""
+        while True:
+            try:
+                message = json.loads(await conn.recv())
+            except ValueError:
+                return
+            if not isinstance(message, dict):
+                return
+            kind = message.get("type")
+            if kind == "root_ca":
+                await conn.send(json.dumps({"ca": self.root.pem.decode()}).encode())
+            elif kind == "join":
+                await conn.send(json.dumps(await self._join(message)).encode())
+                return
+            else:
+                await conn.send(json.dumps({"error": "not allowed before joining"}).encode())
+                return
+
+    async def _join(self, message: dict[str, Any]) -> dict[str, Any]:
+        role = self.role_for(str(message.get("token", "")))
+        if role is None:
+            return {"error": INVALID_TOKEN}
+        try:
+            csr = x509.load_pem_x509_csr(str(message.get("csr", "")).encode())
+        except ValueError:
+            return {"error": "invalid certificate request"}
+        node_id = str(message.get("node_id") or new_node_id())
+        req = JoinRequest(
+            hostname=str(message.get("hostname", ""))[:255],
+            advertise_addr=str(message.get("advertise_addr", "")),
+            node_id=node_id,
+        )
+        try:
+            cert = self.root.issue(
+                csr, node_id=node_id, role=role, cluster_id=self.cluster_id, now=self.now()
+            )
+        except ca.CertificateError as exc:
+            return {"error": str(exc)}
+        managers = await self.register(node_id, role, req)
+        return {"cert": ca.cert_pem(cert).decode(), "managers": managers}

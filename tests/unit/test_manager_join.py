@@ -1,0 +1,97 @@
+"""Joining over the real transport: the token pins the CA, picks the role, and a wrong
+token learns nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from manager import ca, join, tokens, transport
+from manager.errors import InvalidParameter
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture
+async def manager_side():  # type: ignore[no-untyped-def]
+    root = ca.RootCA.create(NOW)
+    key = ca.new_key()
+    cert = root.issue(ca.make_csr(key), node_id="m1", role="manager", cluster_id="cl", now=NOW)
+    toks = {
+        "worker": str(tokens.generate(root.digest)),
+        "manager": str(tokens.generate(root.digest)),
+    }
+    registered: list[tuple[str, str, str]] = []
+
+    async def register(node_id: str, role: str, req: join.JoinRequest) -> list[str]:
+        registered.append((node_id, role, req.hostname))
+        return ["127.0.0.1:2377"]
+
+    service = join.JoinService(
+        root, "cl", lambda: (toks["worker"], toks["manager"]), register, lambda: NOW
+    )
+
+    async def handler(conn: transport.Connection) -> None:
+        if conn.peer is None:
+            await service.handle(conn)
+
+    ctx = transport.server_context(root.pem, ca.cert_pem(cert), ca.key_pem(key))
+    server = await transport.serve("127.0.0.1", 0, ctx, root.cert, handler, lambda: NOW)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield port, toks, registered, root
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def _join(port: int, token: str) -> join.Joined:
+    conn = await transport.connect("127.0.0.1", port, transport.bootstrap_context())
+    try:
+        return await join.join(conn, token, join.JoinRequest("host2", "192.0.2.2", ""), NOW)
+    finally:
+        await conn.close()
+
+
+async def test_worker_and_manager_tokens_give_their_roles(manager_side) -> None:  # type: ignore[no-untyped-def]
+    port, toks, registered, root = manager_side
+    w = await _join(port, toks["worker"])
+    m = await _join(port, toks["manager"])
+    assert (w.role, m.role) == ("worker", "manager")
+    assert w.cluster_id == "cl" and len(w.node_id) == 25 and w.node_id != m.node_id
+    assert ca.identity_of(ca.load_cert(w.cert_pem), root.cert, NOW).node_id == w.node_id
+    assert [r[1:] for r in registered] == [("worker", "host2"), ("manager", "host2")]
+    assert w.managers == ["127.0.0.1:2377"]
+    # The new identity works on the member transport right away.
+    ctx = transport.client_context(w.ca_pem, w.cert_pem, w.key_pem)
+    conn = await transport.connect("127.0.0.1", port, ctx)
+    await conn.close()
+
+
+async def test_rotated_or_wrong_token_is_refused(manager_side) -> None:  # type: ignore[no-untyped-def]
+    port, toks, registered, root = manager_side
+    old = toks["worker"]
+    toks["worker"] = str(tokens.generate(root.digest))  # rotate
+    with pytest.raises(InvalidParameter, match="A valid join token is necessary"):
+        await _join(port, old)
+    forged = str(tokens.JoinToken(tokens.parse(old).ca_digest, "0" * 25))
+    with pytest.raises(InvalidParameter, match="A valid join token is necessary"):
+        await _join(port, forged)
+    assert registered == []
+
+
+async def test_token_of_another_cluster_is_refused_before_anything_is_sent(manager_side) -> None:  # type: ignore[no-untyped-def]
+    port, _, registered, _ = manager_side
+    other = str(tokens.generate(ca.RootCA.create(NOW).digest))
+    with pytest.raises(InvalidParameter, match="remote CA does not match fingerprint"):
+        await _join(port, other)
+    assert registered == []
+
+
+async def test_anonymous_peer_may_not_do_anything_else(manager_side) -> None:  # type: ignore[no-untyped-def]
+    port, *_ = manager_side
+    conn = await transport.connect("127.0.0.1", port, transport.bootstrap_context())
+    await conn.send(b'{"type": "raft", "msg": "vote for me"}')
+    assert b"not allowed before joining" in await conn.recv()
+    await conn.close()
