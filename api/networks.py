@@ -10,7 +10,7 @@ from api import shapes
 from api.decode import field, query_bool_strict, read_json
 from api.keys import API_VERSION_OF_REQUEST, ENGINE
 from api.responses import json_response
-from daemon.errors import InvalidParameter
+from daemon.errors import InvalidParameter, NotFound
 from daemon.filters import parse_filters
 from daemon.networks import ConnectRequest, CreateNetworkRequest
 
@@ -42,14 +42,8 @@ async def inspect_network(request: web.Request) -> web.Response:
     scope = request.query.get("scope", "")
     view = engine.networks.inspect(request.match_info["id"])
     if scope and scope != view.network.scope:
-        raise_not_found(request.match_info["id"])
+        raise NotFound(f"network {request.match_info['id']} not found")
     return json_response(shapes.network(view, _version(request)))
-
-
-def raise_not_found(term: str) -> None:
-    from daemon.errors import NotFound
-
-    raise NotFound(f"network {term} not found")
 
 
 def _create_request(doc: dict[str, Any]) -> CreateNetworkRequest:

@@ -350,7 +350,7 @@ class NetworkService:
             raise Conflict(f"network with name {name} already exists")
 
         options = dict(req.options)
-        mtu = _mtu_option(options)
+        _mtu_option(options)  # validated now, applied by desired()
         _parse_bool_option(options, OPT_ICC, True)
         _parse_bool_option(options, OPT_MASQUERADE, True)
         net_id = secrets.token_hex(32)
@@ -363,7 +363,6 @@ class NetworkService:
             raise Conflict(f"bridge name {ifname} is already in use by another network")
         if self._kernel.link_exists(ifname):
             raise Conflict(f"bridge name {ifname} is already in use by a device overlayd did not create")
-        del mtu
         configs = ipam.parse_ipam_config(req.ipam_config, used_subnets=self._used_subnets())
         return NetworkRecord(
             id=net_id,
