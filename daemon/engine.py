@@ -9,6 +9,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 
 from prometheus_client import CollectorRegistry
 
@@ -19,7 +20,7 @@ from daemon.networks import Convergence, NetworkService
 from daemon.store import Store
 from dataplane.model import Desired
 from dataplane.netns import ContainerNetns, free_ifname, host_netns_keys, resolve_container
-from dataplane.probe import default_route_address
+from dataplane.probe import default_route_address, host_routes
 from dataplane.reconciler import Dataplane
 
 log = get_logger("overlayd.engine")
@@ -50,6 +51,10 @@ class _KernelAdapter:
 
     def __init__(self, dataplane: Dataplane) -> None:
         self._dataplane = dataplane
+        self.routes: list[IPv4Network] = []  # refreshed at start and by the safety net
+
+    def host_routes(self) -> list[IPv4Network]:
+        return self.routes
 
     def resolve_container(self, ref: str) -> ContainerNetns:
         return resolve_container(ref)
@@ -68,6 +73,8 @@ class _KernelAdapter:
         return True
 
     async def converge(self, desired: Desired, fresh: bool) -> Convergence:
+        if fresh:
+            self.routes = await host_routes()
         result = await self._dataplane.reconcile(desired, fresh=fresh)
         return Convergence(gone=frozenset(e.endpoint_id for e in result.gone), errors=result.errors)
 
@@ -81,7 +88,8 @@ class Engine:
         self._unsynced = asyncio.Event()
         self.store = Store(config.state_path, on_commit=self._unsynced.set)
         self.dataplane = Dataplane()
-        self.networks = NetworkService(self.store, _KernelAdapter(self.dataplane), self.events)
+        self.kernel = _KernelAdapter(self.dataplane)
+        self.networks = NetworkService(self.store, self.kernel, self.events)
         self.swarm = SwarmInfo()
         self.node_identity = self._identity()
         self.advertise_addr = config.advertise_addr
@@ -96,6 +104,7 @@ class Engine:
         return ident
 
     async def start(self) -> None:
+        self.kernel.routes = await host_routes()  # before the default bridge picks a subnet
         if not self.advertise_addr:
             self.advertise_addr = await default_route_address()
         await self.networks.start()

@@ -71,6 +71,10 @@ class Kernel(Protocol):
         """Namespaces that are the host itself, never a container."""
         ...
 
+    def host_routes(self) -> list[IPv4Network]:
+        """Subnets the host already routes to (kept fresh by the engine)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Convergence:
@@ -195,7 +199,9 @@ class NetworkService:
         created: list[NetworkRecord] = []
         now = self._clock_ns()
         if "bridge" not in names:
-            configs = ipam.parse_ipam_config(None, used_subnets=self._used_subnets())
+            configs = ipam.parse_ipam_config(
+                None, used_subnets=self._used_subnets(), exclude=self._foreign_routes()
+            )
             created.append(
                 NetworkRecord(
                     id=secrets.token_hex(32),
@@ -293,6 +299,11 @@ class NetworkService:
             out.append(view)
         return out
 
+    def _foreign_routes(self) -> list[IPv4Network]:
+        """Host routes that are not our own bridges' (those are `used` already)."""
+        ours = set(self._used_subnets())
+        return [r for r in self._kernel.host_routes() if r not in ours]
+
     def _used_subnets(self, exclude: str = "") -> list[IPv4Network]:
         return [
             c.subnet
@@ -363,7 +374,11 @@ class NetworkService:
             raise Conflict(f"bridge name {ifname} is already in use by another network")
         if self._kernel.link_exists(ifname):
             raise Conflict(f"bridge name {ifname} is already in use by a device overlayd did not create")
-        configs = ipam.parse_ipam_config(req.ipam_config, used_subnets=self._used_subnets())
+        configs = ipam.parse_ipam_config(
+            req.ipam_config,
+            used_subnets=self._used_subnets(),
+            exclude=self._foreign_routes(),
+        )
         return NetworkRecord(
             id=net_id,
             name=name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from ipaddress import IPv4Network
 
 from pyroute2 import AsyncIPRoute
 
@@ -25,3 +26,17 @@ async def default_route_address() -> str:
             if addr.get("index") == oif:
                 return addr.get("address") or ""
     return ""
+
+
+async def host_routes() -> list[IPv4Network]:
+    """Destinations of the main table's routes, default route excluded: subnets the host
+    already reaches, which a new network must not shadow (dockerd 27+ does the same)."""
+    out: list[IPv4Network] = []
+    async with AsyncIPRoute() as ipr:
+        async for route in await ipr.route("dump", family=socket.AF_INET):
+            if route.get("table") not in (254, None) or not route.get("dst_len"):
+                continue
+            dst = route.get("dst")
+            if dst:
+                out.append(IPv4Network(f"{dst}/{route['dst_len']}", strict=False))
+    return out

@@ -162,3 +162,23 @@ def test_prune(host: Host) -> None:
     out = host.docker("network", "prune", "-f").stdout
     assert "p2" in out
     assert sorted(names(host)) == ["bridge", "host", "none", "p3"]
+
+
+def test_automatic_subnets_avoid_the_hosts_own_routes() -> None:
+    from tests.integration.harness import make_host
+
+    h = make_host()
+    try:
+        # The host already reaches 172.17.0.0/16 and 172.19.0.0/16 through its uplink.
+        h.ns.sh("ip", "route", "add", "172.17.0.0/16", "via", "198.51.100.1")
+        h.ns.sh("ip", "route", "add", "172.19.0.0/16", "via", "198.51.100.1")
+        h.start()
+        subnet = json.loads(h.docker("network", "inspect", "bridge").stdout)[0]["IPAM"]["Config"]
+        assert subnet == [{"Subnet": "172.18.0.0/16", "Gateway": "172.18.0.1"}]
+        h.docker("network", "create", "next")
+        doc = json.loads(h.docker("network", "inspect", "next").stdout)[0]
+        assert doc["IPAM"]["Config"][0]["Subnet"] == "172.20.0.0/16"
+        # An explicit subnet is the user's call, as with dockerd.
+        h.docker("network", "create", "--subnet", "172.17.5.0/24", "explicit")
+    finally:
+        h.close()
