@@ -634,20 +634,23 @@ def test_create_errors(api: Api) -> None:
     api.remove(net_id)
 
 
-def test_ambiguous_names(api: Api) -> None:
-    """Below API 1.44, CheckDuplicate=false still allows two networks of one name."""
+def test_ambiguous_id_prefixes(api: Api) -> None:
+    """dockerd 28 refuses duplicate names whatever CheckDuplicate says, even at API 1.41;
+    ambiguity comes from ID prefixes. 17 networks: two share a first hex digit."""
     name = unique("amb")
     first = api.create(name, prefix="/v1.41", CheckDuplicate=False)
-    second = api.create(name, prefix="/v1.41", CheckDuplicate=False)
-    assert first != second
-    ambiguous = f"network {name} is ambiguous"
-    api.error("GET", f"/networks/{name}", expect=400, contains=ambiguous)
-    api.error("DELETE", f"/networks/{name}", expect=400, contains=ambiguous)
+    api.error("POST", "/v1.41/networks/create", {"Name": name, "CheckDuplicate": False},
+              expect=409, contains=f"network with name {name} already exists")  # fmt: skip
+    ids = [first] + [api.create(unique("amb")) for _ in range(16)]
+    prefix = next(i[0] for i in ids if sum(j[0] == i[0] for j in ids) > 1)
     connect = {"Container": api.host.container("a").name}
-    api.error("POST", f"/networks/{name}/connect", connect, expect=400, contains=ambiguous)
-    api.error("POST", f"/networks/{name}/disconnect", connect, expect=400, contains=ambiguous)
-    api.remove(first)
-    api.remove(second)
+    api.error("GET", f"/networks/{prefix}", expect=400,
+              contains=f"matches found based on ID prefix: network {prefix} is ambiguous")  # fmt: skip
+    api.error("DELETE", f"/networks/{prefix}", expect=400, contains=f"network {prefix} is ambiguous (")
+    api.error("POST", f"/networks/{prefix}/connect", connect, expect=400,
+              contains="matches found on ID prefix)")  # fmt: skip
+    for net_id in ids:
+        api.remove(net_id)
 
 
 def test_inspect_and_list_errors(api: Api) -> None:
