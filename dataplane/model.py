@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import NamedTuple
 
 # Every device overlayd creates carries an alias starting with this, so a restarted
 # daemon can tell its own objects from everything else using the kernel alone.
 ALIAS_PREFIX = "overlayd:"
+
+# Device names inside an overlay sandbox (Docker's layout). The sandbox is a netns of its
+# own, so these names never meet the host's or another sandbox's.
+SANDBOX_BRIDGE = "br0"
+SANDBOX_VXLAN = "vxlan0"
 
 
 @dataclass(frozen=True)
@@ -29,12 +35,43 @@ class BridgeSpec:
 
 
 @dataclass(frozen=True)
+class OverlaySpec:
+    """An overlay (VXLAN) network this host may take part in.
+
+    A sandbox netns is made for it only while it has at least one local endpoint (an
+    EndpointSpec with this network_id); without one it costs nothing. The daemon computes
+    `mtu` (see dataplane.mtu.overlay_mtu, or the com.docker.network.driver.mtu option)."""
+
+    network_id: str
+    vni: int  # 1 .. 2**24-1
+    subnet: IPv4Network
+    gateway: IPv4Interface  # address of br0 in the sandbox, e.g. 10.0.1.1/24
+    mtu: int  # of br0, vxlan0 and every endpoint's veth
+    dstport: int = 4789  # the swarm's data-path port
+    encrypted: bool = False  # only the MTU depends on it here (xfrm is planned elsewhere)
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    """A remote endpoint of an overlay network: FDB mac -> vtep and neigh ip -> mac."""
+
+    network_id: str
+    ip: IPv4Address
+    mac: str  # "02:42:0a:00:01:05"
+    vtep: IPv4Address  # underlay address of the host the endpoint lives on
+
+
+@dataclass(frozen=True)
 class EndpointSpec:
-    """One container attachment: a veth pair, host end on the bridge, peer in the netns."""
+    """One container attachment: a veth pair, host end on the bridge, peer in the netns.
+
+    If network_id names an OverlaySpec it is an overlay endpoint: its "host" end lives
+    inside that network's sandbox netns, enslaved to br0, so `bridge` must be
+    SANDBOX_BRIDGE and host_ifname only has to be unique within the sandbox."""
 
     endpoint_id: str  # 64 hex
     network_id: str
-    bridge: str  # BridgeSpec.ifname
+    bridge: str  # BridgeSpec.ifname, or SANDBOX_BRIDGE for an overlay endpoint
     host_ifname: str  # host end, e.g. "ove-<endpoint_id[:11]>"
     netns_path: str  # /run/netns/x or /proc/PID/ns/net
     ifname: str  # inside the container, e.g. "eth0"
@@ -48,6 +85,11 @@ class EndpointSpec:
 class Desired:
     bridges: frozenset[BridgeSpec] = field(default_factory=frozenset)
     endpoints: frozenset[EndpointSpec] = field(default_factory=frozenset)
+    overlays: frozenset[OverlaySpec] = field(default_factory=frozenset)
+    peers: frozenset[PeerSpec] = field(default_factory=frozenset)
+    # this host's underlay address: the vxlan devices' `local`, and what peers use as our
+    # VTEP; None leaves existing vxlan devices and their entries as they are
+    vtep: IPv4Address | None = None
 
 
 # --- what observe() saw ----------------------------------------------------------------------
@@ -61,6 +103,36 @@ def endpoint_alias(network_id: str, endpoint_id: str) -> str:
     return f"{ALIAS_PREFIX}{network_id}:{endpoint_id}"
 
 
+def vxlan_alias(network_id: str) -> str:
+    return f"{ALIAS_PREFIX}{network_id}:vxlan"
+
+
+@dataclass(frozen=True)
+class VxlanInfo:
+    """The vxlan attributes plan() insists on; any difference means delete and re-create."""
+
+    vni: int
+    port: int
+    local: IPv4Address | None
+    learning: bool
+    proxy: bool
+    underlay: bool = True  # its UDP socket lives in another netns (the host's)
+
+
+class FdbEntry(NamedTuple):
+    """A permanent NTF_SELF entry on a vxlan device: frames for mac go to VTEP dst."""
+
+    mac: str
+    dst: IPv4Address
+
+
+class NeighEntry(NamedTuple):
+    """A permanent neighbour entry on a vxlan device (answered locally: `proxy`)."""
+
+    ip: IPv4Address
+    mac: str
+
+
 @dataclass(frozen=True)
 class ObservedLink:
     """One link in the host namespace, reduced to what plan() compares."""
@@ -72,11 +144,35 @@ class ObservedLink:
     up: bool  # IFF_UP (admin state; an empty bridge is up but has no carrier)
     master: str | None = None  # ifname of the bridge it is enslaved to
     addresses: frozenset[IPv4Interface] = frozenset()
+    vxlan: VxlanInfo | None = None  # for kind "vxlan"
 
     @property
     def owned(self) -> bool:
         """Made by overlayd (any instance): the only links that may ever be deleted."""
         return self.alias is not None and self.alias.startswith(ALIAS_PREFIX)
+
+
+@dataclass(frozen=True)
+class ObservedSandbox:
+    """One file in this instance's sandbox directory and, if it is a live netns, what is in
+    it. fdb/neigh hold only the entries overlayd manages: permanent ones on the sandbox's
+    owned vxlan0 (NTF_SELF, not NTF_MASTER, for FDB). Kernel-made entries are not here,
+    so nothing can plan to touch them."""
+
+    path: str
+    alive: bool  # False: a leftover file whose netns is gone (only removal applies)
+    links: dict[str, ObservedLink] = field(default_factory=dict)
+    fdb: frozenset[FdbEntry] = frozenset()
+    neigh: frozenset[NeighEntry] = frozenset()
+
+    @property
+    def network_id(self) -> str | None:
+        """Whose sandbox this is, from br0's alias; None if br0 is missing or not ours."""
+        br = self.links.get(SANDBOX_BRIDGE)
+        alias = br.alias if br is not None and br.kind == "bridge" else None
+        if alias is None or not alias.startswith(ALIAS_PREFIX) or alias.count(":") != 1:
+            return None
+        return alias[len(ALIAS_PREFIX) :]
 
 
 @dataclass(frozen=True)
@@ -88,6 +184,7 @@ class Observed:
     live_netns: frozenset[str] = frozenset()
     nft: str | None = None  # fingerprint of overlayd's nft tables, None when absent
     ip_forward: bool = False
+    sandboxes: dict[str, ObservedSandbox] = field(default_factory=dict)  # by path
 
 
 # --- what apply() does: a closed set of idempotent operations -------------------------------
@@ -108,11 +205,15 @@ class CreateBridge:
     spec: BridgeSpec
 
 
+# `netns` on a link op: None is the host namespace, else the path of an overlay sandbox.
+
+
 @dataclass(frozen=True)
 class CreateEndpoint:
     """Veth pair: peer configured inside spec.netns_path, host end enslaved and up last."""
 
     spec: EndpointSpec
+    netns: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,18 +224,21 @@ class SetLink:
     mtu: int | None = None
     up: bool | None = None
     master: str | None = None
+    netns: str | None = None
 
 
 @dataclass(frozen=True)
 class AddAddr:
     ifname: str
     address: IPv4Interface
+    netns: str | None = None
 
 
 @dataclass(frozen=True)
 class DelAddr:
     ifname: str
     address: IPv4Interface
+    netns: str | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +247,59 @@ class DelLink:
 
     ifname: str
     alias: str
+    netns: str | None = None
+
+
+@dataclass(frozen=True)
+class CreateSandbox:
+    """A new netns bind-mounted at `path`, lo up. Its devices come as further ops."""
+
+    path: str
+    network_id: str
+
+
+@dataclass(frozen=True)
+class DelSandbox:
+    """Delete our devices inside (so the VNI is free at once), then unmount and unlink."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class CreateOverlayBridge:
+    """br0 in the sandbox: alias, fixed MAC, MTU, up. Its address comes as AddAddr."""
+
+    spec: OverlaySpec
+    netns: str
+
+
+@dataclass(frozen=True)
+class CreateVxlan:
+    """vxlan0 made from the host namespace straight into the sandbox (its UDP socket stays
+    on the underlay), learning off, proxy on, then alias, master br0, up."""
+
+    spec: OverlaySpec
+    netns: str
+    vtep: IPv4Address
+
+
+@dataclass(frozen=True)
+class ProgramPeers:
+    """One batch of FDB/neigh changes on a sandbox's vxlan device, applied in this order
+    (a neighbour only ever points at a MAC that has its FDB entry)."""
+
+    netns: str
+    ifname: str
+    replace_fdb: tuple[FdbEntry, ...] = ()
+    replace_neigh: tuple[NeighEntry, ...] = ()
+    del_neigh: tuple[NeighEntry, ...] = ()
+    del_fdb: tuple[FdbEntry, ...] = ()
+
+    def __repr__(self) -> str:  # 10 000 entries must not end up in a log line
+        return (
+            f"ProgramPeers({self.netns!r}, {self.ifname!r}, fdb +{len(self.replace_fdb)}"
+            f" -{len(self.del_fdb)}, neigh +{len(self.replace_neigh)} -{len(self.del_neigh)})"
+        )
 
 
 @dataclass(frozen=True)
@@ -158,4 +315,5 @@ class ApplyNft:
 
 
 LinkOp = CreateBridge | CreateEndpoint | SetLink | AddAddr | DelAddr | DelLink
-Op = LinkOp | EnableIpForward | ApplyNft
+OverlayOp = CreateSandbox | DelSandbox | CreateOverlayBridge | CreateVxlan | ProgramPeers
+Op = LinkOp | EnableIpForward | ApplyNft | OverlayOp

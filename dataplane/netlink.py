@@ -1,24 +1,28 @@
 """Links, addresses and routes over rtnetlink (pyroute2 AsyncIPRoute): the only kernel writer
 for them. observe() dumps the host namespace; apply() carries out one LinkOp.
 
-The host socket stays open (opening one in another netns forks a helper process); a container
-namespace is opened per endpoint creation with flags=0, so a wrong path fails instead of
-silently creating a namespace. Every device created gets its `overlayd:` alias in the first
+The host socket stays open; a container namespace is entered per endpoint creation through
+nsenter.ipr_in (no fork; a wrong path fails instead of silently creating a namespace). Every device created gets its `overlayd:` alias in the first
 request after the create (the kernel ignores IFLA_IFALIAS on RTM_NEWLINK), and DelLink
 re-reads the alias right before deleting.
+
+dump_links() and apply_link_op() take the socket to act through, so overlay sandboxes
+(dataplane.overlay_netlink) run the very same code inside their own namespace.
 """
 
 from __future__ import annotations
 
 import os
 from contextlib import suppress
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface
 from socket import AF_INET
+from typing import Any
 
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
 
+from . import nsenter
 from .model import (
     ALIAS_PREFIX,
     AddAddr,
@@ -31,6 +35,7 @@ from .model import (
     LinkOp,
     ObservedLink,
     SetLink,
+    VxlanInfo,
     bridge_alias,
     endpoint_alias,
 )
@@ -54,11 +59,13 @@ def temp_peer_name(spec: EndpointSpec) -> str:
 
 
 class Netlink:
+    """The host namespace."""
+
     def __init__(self) -> None:
         self._ipr: AsyncIPRoute | None = None
 
     @property
-    def _host(self) -> AsyncIPRoute:
+    def host(self) -> AsyncIPRoute:
         if self._ipr is None:
             self._ipr = AsyncIPRoute()  # no multicast groups bound: no event backlog
         return self._ipr
@@ -68,146 +75,186 @@ class Netlink:
             self._ipr.close()
             self._ipr = None
 
-    # --- observe ---------------------------------------------------------------------------
-
     async def observe(self) -> dict[str, ObservedLink]:
-        """All links of the host namespace by name; a dump interrupted by a change is redone."""
-        for attempt in range(_DUMP_ATTEMPTS):
-            try:
-                return await self._dump()
-            except NetlinkDumpInterrupted:
-                if attempt == _DUMP_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
-
-    async def _dump(self) -> dict[str, ObservedLink]:
-        ipr = self._host
-        raw = [msg async for msg in await ipr.link("dump")]
-        addrs: dict[int, set[IPv4Interface]] = {}
-        async for msg in await ipr.addr("dump", family=AF_INET):
-            ip = msg.get("local") or msg.get("address")
-            addrs.setdefault(msg["index"], set()).add(IPv4Interface(f"{ip}/{msg['prefixlen']}"))
-        names = {msg["index"]: msg.get("ifname") for msg in raw}
-        links: dict[str, ObservedLink] = {}
-        for msg in raw:
-            name = msg.get("ifname")
-            links[name] = ObservedLink(
-                ifname=name,
-                kind=msg.get(("linkinfo", "kind")),
-                alias=msg.get("ifalias"),
-                mtu=msg.get("mtu"),
-                up=bool(msg["flags"] & IFF_UP),
-                master=names.get(msg.get("master")),
-                addresses=frozenset(addrs.get(msg["index"], ())),
-            )
+        """All links of the host namespace by name."""
+        links, _ = await dump_links(self.host)
         return links
 
-    # --- apply -----------------------------------------------------------------------------
-
     async def apply(self, op: LinkOp) -> None:
-        match op:
-            case CreateBridge(spec):
-                await self._create_bridge(spec)
-            case CreateEndpoint(spec):
-                await self._create_endpoint(spec)
-            case SetLink(ifname, mtu, up, master):
-                await self._set_link(ifname, mtu, up, master)
-            case AddAddr(ifname, address):
-                await self._host.addr("replace", index=await self._index(ifname), **_addr(address))
-            case DelAddr(ifname, address):
-                await self._del_addr(ifname, address)
-            case DelLink(ifname, alias):
-                await self._del_link(ifname, alias)
-            case _:
-                raise TypeError(f"not a link op: {op!r}")
+        await apply_link_op(self.host, op)
 
-    async def _index(self, ifname: str, ipr: AsyncIPRoute | None = None) -> int:
-        found = await (ipr or self._host).link_lookup(ifname=ifname)
-        if not found:
-            raise LookupError(f"no link {ifname!r}")
-        return found[0]
 
-    async def _create_bridge(self, spec: BridgeSpec) -> None:
-        ipr = self._host
-        await ipr.link("add", ifname=spec.ifname, kind="bridge", address=bridge_mac(spec))
-        # MTU via setlink, not at create: only then does the bridge keep it as ports come
-        # and go (the kernel's "MTU set by user" flag)
-        await ipr.link(
-            "set",
-            index=await self._index(spec.ifname),
-            ifalias=bridge_alias(spec.network_id),
-            mtu=spec.mtu,
-            state="up",
+# --- observe -------------------------------------------------------------------------------
+
+
+async def dump_links(ipr: AsyncIPRoute) -> tuple[dict[str, ObservedLink], dict[str, int]]:
+    """Links of ipr's namespace by name, and their indexes; an interrupted dump is redone."""
+    for attempt in range(_DUMP_ATTEMPTS):
+        try:
+            return await _dump(ipr)
+        except NetlinkDumpInterrupted:
+            if attempt == _DUMP_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _dump(ipr: AsyncIPRoute) -> tuple[dict[str, ObservedLink], dict[str, int]]:
+    raw = [msg async for msg in await ipr.link("dump")]
+    addrs: dict[int, set[IPv4Interface]] = {}
+    async for msg in await ipr.addr("dump", family=AF_INET):
+        ip = msg.get("local") or msg.get("address")
+        addrs.setdefault(msg["index"], set()).add(IPv4Interface(f"{ip}/{msg['prefixlen']}"))
+    names = {msg["index"]: msg.get("ifname") for msg in raw}
+    links: dict[str, ObservedLink] = {}
+    for msg in raw:
+        name = msg.get("ifname")
+        kind = msg.get(("linkinfo", "kind"))
+        links[name] = ObservedLink(
+            ifname=name,
+            kind=kind,
+            alias=msg.get("ifalias"),
+            mtu=msg.get("mtu"),
+            up=bool(msg["flags"] & IFF_UP),
+            master=names.get(msg.get("master")),
+            addresses=frozenset(addrs.get(msg["index"], ())),
+            vxlan=_vxlan_info(msg) if kind == "vxlan" else None,
         )
+    return links, {name: index for index, name in names.items()}
 
-    async def _create_endpoint(self, spec: EndpointSpec) -> None:
-        ipr = self._host
-        tmp = temp_peer_name(spec)
-        fd = os.open(spec.netns_path, os.O_RDONLY)
-        try:
-            peer = {"ifname": tmp, "net_ns_fd": fd, "mtu": spec.mtu, "address": spec.mac}
-            await ipr.link("add", ifname=spec.host_ifname, kind="veth", mtu=spec.mtu, peer=peer)
-        finally:
-            os.close(fd)
-        host = await self._index(spec.host_ifname)
-        try:
-            alias = endpoint_alias(spec.network_id, spec.endpoint_id)
-            await ipr.link("set", index=host, ifalias=alias)
-            async with AsyncIPRoute(netns=spec.netns_path, flags=0) as inside:
-                await self._configure_inside(inside, spec, tmp)
-            # last: an up host end marks the endpoint complete (plan recreates it if down)
-            master = await self._index(spec.bridge)
-            await ipr.link("set", index=host, master=master, state="up")
-        except BaseException:
-            # take the pair (both ends) away now rather than leave a stray peer in the
-            # container; should this fail too, the down host end tells plan to redo it
-            with suppress(Exception):
-                await ipr.link("del", index=host)
+
+def _vxlan_info(msg: Any) -> VxlanInfo | None:
+    data = msg.get(("linkinfo", "data"))
+    if data is None or data.get("IFLA_VXLAN_ID") is None:
+        return None
+    local = data.get("IFLA_VXLAN_LOCAL")
+    return VxlanInfo(
+        vni=data.get("IFLA_VXLAN_ID"),
+        port=data.get("IFLA_VXLAN_PORT"),
+        local=IPv4Address(local) if local else None,
+        learning=bool(data.get("IFLA_VXLAN_LEARNING")),
+        proxy=bool(data.get("IFLA_VXLAN_PROXY")),
+        # the link net (where its UDP socket lives) is another namespace than its own
+        underlay=msg.get("link_netnsid") is not None,
+    )
+
+
+# --- apply ---------------------------------------------------------------------------------
+
+
+async def apply_link_op(ipr: AsyncIPRoute, op: LinkOp) -> None:
+    """Carry out op through ipr (the host's socket, or a sandbox's for op.netns)."""
+    match op:
+        case CreateBridge(spec):
+            await _create_bridge(ipr, spec)
+        case CreateEndpoint(spec):
+            await create_endpoint(ipr, spec)
+        case SetLink(ifname, mtu, up, master):
+            await _set_link(ipr, ifname, mtu, up, master)
+        case AddAddr(ifname, address):
+            await ipr.addr("replace", index=await index_of(ipr, ifname), **_addr(address))
+        case DelAddr(ifname, address):
+            await _del_addr(ipr, ifname, address)
+        case DelLink(ifname, alias, netns):
+            await _del_link(ipr, ifname, alias, unaliased_ok=netns is not None)
+        case _:
+            raise TypeError(f"not a link op: {op!r}")
+
+
+async def index_of(ipr: AsyncIPRoute, ifname: str) -> int:
+    found = await ipr.link_lookup(ifname=ifname)
+    if not found:
+        raise LookupError(f"no link {ifname!r}")
+    return found[0]
+
+
+async def _create_bridge(ipr: AsyncIPRoute, spec: BridgeSpec) -> None:
+    await ipr.link("add", ifname=spec.ifname, kind="bridge", address=bridge_mac(spec))
+    # MTU via setlink, not at create: only then does the bridge keep it as ports come
+    # and go (the kernel's "MTU set by user" flag)
+    await ipr.link(
+        "set",
+        index=await index_of(ipr, spec.ifname),
+        ifalias=bridge_alias(spec.network_id),
+        mtu=spec.mtu,
+        state="up",
+    )
+
+
+async def create_endpoint(ipr: AsyncIPRoute, spec: EndpointSpec) -> None:
+    """Veth pair made through ipr; its peer is created inside the container's netns."""
+    tmp = temp_peer_name(spec)
+    fd = os.open(spec.netns_path, os.O_RDONLY)
+    try:
+        peer = {"ifname": tmp, "net_ns_fd": fd, "mtu": spec.mtu, "address": spec.mac}
+        await ipr.link("add", ifname=spec.host_ifname, kind="veth", mtu=spec.mtu, peer=peer)
+    finally:
+        os.close(fd)
+    host = await index_of(ipr, spec.host_ifname)
+    try:
+        alias = endpoint_alias(spec.network_id, spec.endpoint_id)
+        await ipr.link("set", index=host, ifalias=alias)
+        async with nsenter.ipr_in(spec.netns_path) as inside:
+            await _configure_inside(inside, spec, tmp)
+        # last: an up host end marks the endpoint complete (plan recreates it if down)
+        master = await index_of(ipr, spec.bridge)
+        await ipr.link("set", index=host, master=master, state="up")
+    except BaseException:
+        # take the pair (both ends) away now rather than leave a stray peer in the
+        # container; should this fail too, the down host end tells plan to redo it
+        with suppress(Exception):
+            await ipr.link("del", index=host)
+        raise
+
+
+async def _configure_inside(c: AsyncIPRoute, spec: EndpointSpec, tmp: str) -> None:
+    idx = await index_of(c, tmp)
+    await c.link("set", index=idx, ifname=spec.ifname)  # still down: a rename is allowed
+    await c.addr("replace", index=idx, **_addr(spec.address))
+    await c.link("set", index=idx, state="up")
+    await c.link("set", index=await index_of(c, "lo"), state="up")
+    if spec.default_gateway is not None:
+        await c.route("replace", dst="0.0.0.0/0", gateway=str(spec.default_gateway), oif=idx)
+
+
+async def _set_link(
+    ipr: AsyncIPRoute, ifname: str, mtu: int | None, up: bool | None, master: str | None
+) -> None:
+    attrs: dict[str, object] = {}
+    if mtu is not None:
+        attrs["mtu"] = mtu
+    if master is not None:
+        attrs["master"] = await index_of(ipr, master)
+    if up is not None:
+        attrs["state"] = "up" if up else "down"
+    await ipr.link("set", index=await index_of(ipr, ifname), **attrs)
+
+
+async def _del_addr(ipr: AsyncIPRoute, ifname: str, address: IPv4Interface) -> None:
+    try:
+        await ipr.addr("del", index=await index_of(ipr, ifname), **_addr(address))
+    except NetlinkError as e:
+        if e.code != _EADDRNOTAVAIL:
             raise
 
-    async def _configure_inside(self, c: AsyncIPRoute, spec: EndpointSpec, tmp: str) -> None:
-        idx = await self._index(tmp, c)
-        await c.link("set", index=idx, ifname=spec.ifname)  # still down: a rename is allowed
-        await c.addr("replace", index=idx, **_addr(spec.address))
-        await c.link("set", index=idx, state="up")
-        await c.link("set", index=await self._index("lo", c), state="up")
-        if spec.default_gateway is not None:
-            await c.route("replace", dst="0.0.0.0/0", gateway=str(spec.default_gateway), oif=idx)
 
-    async def _set_link(
-        self, ifname: str, mtu: int | None, up: bool | None, master: str | None
-    ) -> None:
-        attrs: dict[str, object] = {}
-        if mtu is not None:
-            attrs["mtu"] = mtu
-        if master is not None:
-            attrs["master"] = await self._index(master)
-        if up is not None:
-            attrs["state"] = "up" if up else "down"
-        await self._host.link("set", index=await self._index(ifname), **attrs)
-
-    async def _del_addr(self, ifname: str, address: IPv4Interface) -> None:
-        try:
-            await self._host.addr("del", index=await self._index(ifname), **_addr(address))
-        except NetlinkError as e:
-            if e.code != _EADDRNOTAVAIL:
-                raise
-
-    async def _del_link(self, ifname: str, alias: str) -> None:
-        try:
-            (msg,) = await self._host.link("get", ifname=ifname)
-        except NetlinkError as e:
-            if e.code in (_ENODEV, _ENOENT):
-                return  # already gone: the goal of the op
+async def _del_link(ipr: AsyncIPRoute, ifname: str, alias: str, unaliased_ok: bool) -> None:
+    """Delete ifname if it still carries `alias`. In a sandbox (unaliased_ok) alias "" names
+    a device left without one by a crash right after its create: the netns is ours."""
+    try:
+        (msg,) = await ipr.link("get", ifname=ifname)
+    except NetlinkError as e:
+        if e.code in (_ENODEV, _ENOENT):
+            return  # already gone: the goal of the op
+        raise
+    seen = msg.get("ifalias") or ""
+    ours = alias.startswith(ALIAS_PREFIX) or (unaliased_ok and alias == "")
+    if seen != alias or not ours:
+        raise OwnershipError(f"not deleting {ifname!r}: alias is {seen!r}, expected {alias!r}")
+    try:
+        await ipr.link("del", index=msg["index"])
+    except NetlinkError as e:
+        if e.code not in (_ENODEV, _ENOENT):
             raise
-        seen = msg.get("ifalias")
-        if seen != alias or not alias.startswith(ALIAS_PREFIX):
-            raise OwnershipError(f"not deleting {ifname!r}: alias is {seen!r}, expected {alias!r}")
-        try:
-            await self._host.link("del", index=msg["index"])
-        except NetlinkError as e:
-            if e.code not in (_ENODEV, _ENOENT):
-                raise
 
 
 def _addr(address: IPv4Interface) -> dict[str, object]:

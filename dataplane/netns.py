@@ -12,8 +12,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pyroute2 import AsyncIPRoute
-
 NETNS_RUN_DIR = "/run/netns"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
 
@@ -81,9 +79,11 @@ def resolve_container(ref: str) -> ContainerNetns:
 
 async def free_ifname(netns_path: str, prefix: str = "eth", taken: Iterable[str] = ()) -> str:
     """Lowest <prefix><N> not present in that netns nor in `taken` (names already promised
-    to endpoints not yet created). flags=0: never create the netns."""
+    to endpoints not yet created). The netns is entered without a fork and never created."""
+    from .nsenter import ipr_in  # nsenter needs netns_key from here
+
     try:
-        async with AsyncIPRoute(netns=netns_path, flags=0) as ipr:
+        async with ipr_in(netns_path) as ipr:
             names = {link.get("ifname") async for link in await ipr.link("dump")}
             names.update(taken)
     except FileNotFoundError as e:

@@ -1,17 +1,20 @@
 """plan(desired, observed) -> ops: the minimal, ordered difference. Pure: no I/O, no clock.
 
 Order: first delete what blocks a create (an owned device holding a desired name or alias
-under the wrong identity, a half-made endpoint), then create and fix bridges, nft, forwarding
-and endpoints, and delete stale owned devices last, so traffic keeps flowing meanwhile.
-Devices without an `overlayd:` alias are never in an op, whatever their name.
+under the wrong identity, a half-made endpoint, whatever holds a desired VNI), then create
+and fix bridges, nft, forwarding, endpoints and overlay sandboxes with their peers, and
+delete stale owned devices and sandboxes last, so traffic keeps flowing meanwhile.
+Host devices without an `overlayd:` alias are never in an op, whatever their name; for
+what happens inside overlay sandboxes see overlay_plan.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import nftables
+from .layout import DEFAULT_RUN_DIR
 from .model import (
     AddAddr,
     ApplyNft,
@@ -30,6 +33,8 @@ from .model import (
     bridge_alias,
     endpoint_alias,
 )
+from .overlay_assess import OverlayAssessment, assess_overlays
+from .overlay_plan import plan_overlays
 
 # What both the kernel (dev_valid_name) and our nft rendering accept.
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
@@ -43,9 +48,33 @@ class Assessment:
     endpoints: list[EndpointSpec] = field(default_factory=list)
     gone: list[EndpointSpec] = field(default_factory=list)  # their netns no longer exists
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # noted, but not failures
+    overlay: OverlayAssessment = field(default_factory=OverlayAssessment)
 
 
-def assess(desired: Desired, observed: Observed) -> Assessment:
+def _host_only(desired: Desired) -> Desired:
+    """Without the overlay endpoints, whose host ends live in sandboxes."""
+    overlays = {o.network_id for o in desired.overlays}
+    if not overlays:
+        return desired
+    eps = frozenset(e for e in desired.endpoints if e.network_id not in overlays)
+    return replace(desired, endpoints=eps)
+
+
+def assess(desired: Desired, observed: Observed, *, run_dir: str = DEFAULT_RUN_DIR) -> Assessment:
+    """What can be done now, and why not the rest. `run_dir`: where this instance's
+    sandboxes live (layout.py)."""
+    out = _assess_host(_host_only(desired), observed)
+    inside = {(e.netns_path, e.ifname) for e in out.endpoints}
+    bridge_ids = {b.network_id for b in desired.bridges}
+    out.overlay = assess_overlays(desired, observed, run_dir, inside, bridge_ids)
+    out.gone += out.overlay.gone
+    out.problems += out.overlay.problems
+    out.warnings += out.overlay.warnings
+    return out
+
+
+def _assess_host(desired: Desired, observed: Observed) -> Assessment:
     out = Assessment()
     links = observed.links
     taken: set[str] = set()
@@ -110,10 +139,14 @@ def _matches(link: ObservedLink, ident: tuple[str, str] | None) -> bool:
 
 
 def _blockers(
-    a: Assessment, links: dict[str, ObservedLink], idents: dict[str, tuple[str, str]]
+    a: Assessment,
+    links: dict[str, ObservedLink],
+    idents: dict[str, tuple[str, str]],
+    extra: set[str],
 ) -> dict[str, ObservedLink]:
     """Owned links in the way of a create: a desired name or alias under the wrong identity,
-    or a half-made endpoint (host end never set up), which is recreated from scratch."""
+    a half-made endpoint (host end never set up), which is recreated from scratch, or one
+    of `extra` (owned vxlan devices holding a VNI an overlay needs)."""
     wanted = {b.ifname: bridge_alias(b.network_id) for b in a.bridges}
     wanted |= {e.host_ifname: endpoint_alias(e.network_id, e.endpoint_id) for e in a.endpoints}
     alias_home = {alias: name for name, alias in wanted.items()}
@@ -129,6 +162,8 @@ def _blockers(
         link = links.get(e.host_ifname)
         if link is not None and not link.up:
             out[link.ifname] = link
+    for name in extra:
+        out[name] = links[name]
     return out
 
 
@@ -163,14 +198,24 @@ def _ports_first(link: ObservedLink) -> tuple[bool, str]:
     return (link.kind == "bridge", link.ifname)
 
 
-def plan(desired: Desired, observed: Observed) -> list[Op]:
-    a = assess(desired, observed)
+def plan(desired: Desired, observed: Observed, *, run_dir: str = DEFAULT_RUN_DIR) -> list[Op]:
+    return plan_assessed(desired, observed, run_dir=run_dir)[0]
+
+
+def plan_assessed(
+    desired: Desired, observed: Observed, *, run_dir: str = DEFAULT_RUN_DIR
+) -> tuple[list[Op], Assessment]:
+    """plan() and the assessment it was made from (assessing 10 000 peers is not free)."""
+    a = assess(desired, observed, run_dir=run_dir)
+    host = _host_only(desired)
     links = observed.links
-    idents = _identities(desired, a)
-    blockers = _blockers(a, links, idents)
+    idents = _identities(host, a)
+    overlay = plan_overlays(desired, observed, a.overlay, run_dir)
+    blockers = _blockers(a, links, idents, overlay.host_blockers)
     present = {n: link for n, link in links.items() if n not in blockers}
 
     ops: list[Op] = [_del(link) for link in sorted(blockers.values(), key=_ports_first)]
+    ops += overlay.first
     for b in a.bridges:
         ops += _bridge_ops(b, present.get(b.ifname))
     ruleset = nftables.render(a.bridges)
@@ -180,9 +225,10 @@ def plan(desired: Desired, observed: Observed) -> list[Op]:
         ops.append(EnableIpForward())
     for e in a.endpoints:
         ops += _endpoint_ops(e, present.get(e.host_ifname), e.bridge not in present)
+    ops += overlay.middle
     stale = [
         link
         for link in present.values()
         if link.owned and not _matches(link, idents.get(link.ifname))
     ]
-    return ops + [_del(link) for link in sorted(stale, key=_ports_first)]
+    return ops + [_del(link) for link in sorted(stale, key=_ports_first)] + overlay.last, a

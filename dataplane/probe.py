@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, ip_address
 
 from pyroute2 import AsyncIPRoute
 
@@ -40,3 +40,21 @@ async def host_routes() -> list[IPv4Network]:
             if dst:
                 out.append(IPv4Network(f"{dst}/{route['dst_len']}", strict=False))
     return out
+
+
+async def address_mtu(address: str) -> int | None:
+    """MTU of the interface holding `address` (IPv4 or IPv6) in this namespace: the underlay
+    MTU for an advertise/VTEP address. None when no interface holds it."""
+    family = socket.AF_INET6 if ip_address(address).version == 6 else socket.AF_INET
+    wanted = ip_address(address)
+    async with AsyncIPRoute() as ipr:
+        index = None
+        async for addr in await ipr.addr("dump", family=family):
+            local = addr.get("local") or addr.get("address")
+            if local is not None and ip_address(local) == wanted:
+                index = addr.get("index")
+                break
+        if index is None:
+            return None
+        (link,) = await ipr.link("get", index=index)
+        return int(link.get("mtu"))

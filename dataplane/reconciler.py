@@ -3,6 +3,12 @@
 The same call serves start-up (adopt what a previous run left), every change and the
 periodic safety net. An op that fails is not retried blindly: the kernel is dumped and
 planned again once, and whatever still fails is reported, to be retried on the next call.
+
+Overlay networks are handled in the same call: their sandboxes live under `run_dir`
+(layout.py), which must be this daemon's own (layout.run_dir_for(state_dir)); a fresh
+observe dumps every sandbox there too, through connections kept open between calls.
+Without a run_dir overlays are refused: a shared default would let two daemons on one
+machine delete each other's sandboxes as stale.
 """
 
 from __future__ import annotations
@@ -15,15 +21,23 @@ from . import nftables, sysctl
 from .effects import after
 from .model import (
     ApplyNft,
+    CreateOverlayBridge,
+    CreateSandbox,
+    CreateVxlan,
+    DelSandbox,
     Desired,
     EnableIpForward,
     EndpointSpec,
     Observed,
     Op,
+    ProgramPeers,
 )
 from .netlink import Netlink
 from .netns import is_netns
-from .plan import assess, plan
+from .overlay_netlink import Overlays
+from .plan import plan_assessed
+
+_OVERLAY_OPS = (CreateSandbox, DelSandbox, CreateOverlayBridge, CreateVxlan, ProgramPeers)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +49,7 @@ class ReconcileResult:
     applied: tuple[Op, ...]  # ops that succeeded, in order
     gone: tuple[EndpointSpec, ...]  # desired endpoints whose netns no longer exists
     errors: tuple[str, ...]  # failed ops and desired objects that cannot be realized
+    warnings: tuple[str, ...] = ()  # e.g. remote peers skipped as inconsistent
 
     @property
     def ok(self) -> bool:
@@ -42,11 +57,17 @@ class ReconcileResult:
 
 
 class Dataplane:
-    """Use from one event loop; reconcile() calls are serialized by a lock."""
+    """Use from one event loop; reconcile() calls are serialized by a lock.
 
-    def __init__(self) -> None:
+    `run_dir`: this instance's own directory for overlay sandboxes (netns bind mounts),
+    e.g. layout.run_dir_for(state_dir); two daemons on one machine must pass different
+    ones. None (bridge networks only): overlay networks in Desired are reported as errors."""
+
+    def __init__(self, run_dir: str | None = None) -> None:
+        self.run_dir = run_dir
         self._lock = asyncio.Lock()
         self._netlink = Netlink()
+        self._overlays = Overlays(run_dir) if run_dir is not None else None
         # The kernel as last dumped, carried forward through the effects of our own
         # successful ops; None forces a dump.
         self._known: Observed | None = None
@@ -58,12 +79,14 @@ class Dataplane:
             live_netns=frozenset(p for p in paths if is_netns(p)),
             nft=await nftables.observe(),
             ip_forward=sysctl.ip_forward(),
+            sandboxes=await self._overlays.observe() if self._overlays is not None else {},
         )
 
     async def reconcile(self, desired: Desired, *, fresh: bool = True) -> ReconcileResult:
         """Converge. `fresh=False` plans against what the last reconcile left (no dump):
         for changes made through overlayd itself; the periodic safety net passes True."""
         async with self._lock:
+            desired, refused = self._supported(desired)
             applied: list[Op] = []
             for _ in range(_ROUNDS):
                 if fresh or self._known is None:
@@ -75,7 +98,8 @@ class Dataplane:
                     )
                 failures: list[str] = []
                 state = observed
-                for op in plan(desired, observed):
+                ops, verdict = plan_assessed(desired, observed, run_dir=self.run_dir or "")
+                for op in ops:
                     try:
                         await self._apply(op)
                     except Exception as e:  # report, re-observe, never crash the daemon
@@ -88,24 +112,38 @@ class Dataplane:
                 if not failures:
                     break
                 fresh = True
-            verdict = assess(desired, observed)
             return ReconcileResult(
                 applied=tuple(applied),
                 gone=tuple(verdict.gone),
-                errors=tuple(verdict.problems + failures),
+                errors=tuple(refused + verdict.problems + failures),
+                warnings=tuple(verdict.warnings),
             )
+
+    def _supported(self, desired: Desired) -> tuple[Desired, list[str]]:
+        """Without a run_dir: the desired state minus overlays, and why."""
+        if self._overlays is not None or not (desired.overlays or desired.peers):
+            return desired, []
+        nets = {o.network_id for o in desired.overlays}
+        refused = [f"overlay network {n}: this Dataplane has no run_dir" for n in sorted(nets)]
+        eps = frozenset(e for e in desired.endpoints if e.network_id not in nets)
+        return replace(desired, overlays=frozenset(), peers=frozenset(), endpoints=eps), refused
 
     async def _apply(self, op: Op) -> None:
         if isinstance(op, ApplyNft):
             await nftables.apply(op.ruleset)
         elif isinstance(op, EnableIpForward):
             sysctl.enable_ip_forward()
+        elif isinstance(op, _OVERLAY_OPS) or getattr(op, "netns", None) is not None:
+            assert self._overlays is not None  # plan() had no overlays otherwise
+            await self._overlays.apply(op, self._netlink.host)
         else:
             await self._netlink.apply(op)
 
     async def close(self) -> None:
-        """Releases the netlink socket; kernel state stays (a restart must not cut traffic)."""
+        """Releases the netlink sockets; kernel state stays (a restart must not cut traffic)."""
         async with self._lock:
+            if self._overlays is not None:
+                await self._overlays.close()
             await self._netlink.close()
 
 

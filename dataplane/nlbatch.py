@@ -1,0 +1,145 @@
+"""A plain NETLINK_ROUTE socket for FDB/neigh batches and dumps: many messages per sendmsg.
+
+Programming 10 000 remote endpoints one request at a time is 20 000 round trips; here a
+batch is one sendmsg of concatenated messages. Only the last message of a chunk asks for
+an ACK: rtnetlink handles the messages of one sendmsg in order, sends an error for each
+one that fails (ACK flag or not), and the final ACK therefore says that everything before
+it is done. Errors name their message by sequence number. NETLINK_CAP_ACK keeps error
+replies small and the receive buffer is raised (as root: SO_RCVBUFFORCE) so that even a
+chunk that fails entirely fits; should it still overflow (ENOBUFS) the batch's outcome is
+unknown and the caller dumps again.
+
+Blocking calls: run them in a worker thread (asyncio.to_thread); one caller at a time.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import socket
+import struct
+from collections.abc import Sequence
+from contextlib import suppress
+
+from . import neighmsg
+from .neighmsg import NeighRecord, Reply
+
+SOL_NETLINK = 270
+NETLINK_CAP_ACK = 10
+NETLINK_EXT_ACK = 11
+SO_RCVBUFFORCE = 33
+
+CHUNK_MESSAGES = 4096  # per sendmsg: ~200 KiB of requests, fits the default send buffer
+RCVBUF = 8 << 20  # room for CHUNK_MESSAGES error replies
+TIMEOUT = 5.0  # rtnetlink answers within the sendmsg; this only catches lost replies
+_DUMP_ATTEMPTS = 5
+_RECV = 1 << 16  # netlink dump datagrams are at most 32 KiB
+
+
+class NetlinkOverflow(RuntimeError):
+    """Replies were dropped (ENOBUFS) or never came: the batch's outcome is unknown."""
+
+
+class NeighSocket:
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        for opt in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):
+            with suppress(OSError):  # older kernels: bigger error replies, no message text
+                sock.setsockopt(SOL_NETLINK, opt, 1)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.settimeout(TIMEOUT)
+        self._seq = itertools.count(1)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def seqs(self, n: int) -> int:
+        """Reserve n consecutive sequence numbers; returns the first."""
+        first = next(self._seq)
+        self._seq = itertools.count(first + n)
+        return first
+
+    def exchange(self, messages: Sequence[bytes]) -> list[tuple[int, Reply]]:
+        """Send messages (built with consecutive sequence numbers from seqs()) in chunks of
+        CHUNK_MESSAGES, one sendmsg and one ACK each. Returns (index, reply) of every message
+        that failed; an empty list means all were applied."""
+        failed: list[tuple[int, Reply]] = []
+        self._drain()
+        for start in range(0, len(messages), CHUNK_MESSAGES):
+            chunk = list(messages[start : start + CHUNK_MESSAGES])
+            chunk[-1] = neighmsg.with_ack(chunk[-1])
+            first = _seq_of(chunk[0])
+            last = _seq_of(chunk[-1])
+            self._sock.send(b"".join(chunk))
+            for reply in self._replies(last):
+                if reply.error and first <= reply.seq <= last:
+                    failed.append((start + reply.seq - first, reply))
+        return failed
+
+    def _replies(self, last: int) -> list[Reply]:
+        """Replies up to and including the one for sequence number `last`."""
+        out: list[Reply] = []
+        while True:
+            for item in neighmsg.parse(self._recv()):
+                if isinstance(item, Reply):
+                    out.append(item)
+                    if item.seq == last:
+                        return out
+
+    def dump(self, family: int) -> list[NeighRecord]:
+        """All neighbour (AF_INET) or FDB (AF_BRIDGE) entries of the namespace; a dump that
+        the kernel marks as interrupted by a concurrent change is redone."""
+        for _ in range(_DUMP_ATTEMPTS):
+            self._drain()
+            seq = self.seqs(1)
+            self._sock.send(neighmsg.dump_request(seq, family))
+            records: list[NeighRecord] = []
+            interrupted = False
+            done = False
+            while not done:
+                for item in neighmsg.parse(self._recv()):
+                    if isinstance(item, NeighRecord):
+                        records.append(item)
+                    elif item.seq != seq:
+                        continue  # a late reply of an earlier, abandoned exchange
+                    elif item.error == neighmsg.INTERRUPTED:
+                        interrupted = True
+                    elif item.error:
+                        raise OSError(item.error, f"neighbour dump: {item.message}")
+                    else:
+                        done = True
+            if not interrupted:
+                return records
+        raise NetlinkOverflow(f"neighbour dump interrupted {_DUMP_ATTEMPTS} times")
+
+    def _drain(self) -> None:
+        """Drop late replies of an earlier exchange that gave up (timeout, overflow)."""
+        self._sock.setblocking(False)  # MSG_DONTWAIT alone would still wait for the timeout
+        try:
+            while True:
+                try:
+                    self._sock.recv(_RECV)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as e:
+                    if e.errno != errno.ENOBUFS:  # reported once, then the queue reads on
+                        raise
+        finally:
+            self._sock.settimeout(TIMEOUT)
+
+    def _recv(self) -> bytes:
+        try:
+            return self._sock.recv(_RECV)
+        except TimeoutError as e:
+            raise NetlinkOverflow(f"no netlink reply within {TIMEOUT} s") from e
+        except OSError as e:
+            if e.errno == errno.ENOBUFS:
+                raise NetlinkOverflow("netlink replies dropped (ENOBUFS)") from e
+            raise
+
+
+def _seq_of(msg: bytes) -> int:
+    return struct.unpack_from("=I", msg, 8)[0]
