@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from daemon import lab
 from daemon.config import (
     DEFAULT_SOCKET,
     DEFAULT_STATE_DIR,
@@ -74,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--tlscert", metavar="FILE", help="server certificate for --host")
     run.add_argument("--tlskey", metavar="FILE", help="server private key for --host")
     run.add_argument("--hostname", help="node name reported by the API (default: the host name)")
+    lab.add_parser(sub)
     return top
 
 
@@ -81,6 +83,8 @@ def main(argv: Sequence[str] | None = None, build_app: AppFactory | None = None)
     args = parser().parse_args(argv)
     if args.command == "run":
         return _run(args, build_app)
+    if args.command == "lab":
+        return lab.main(args)
     return 2
 
 
