@@ -27,9 +27,17 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("DELETE", "/networks/{id}", networks.delete_network),
     ("POST", "/networks/{id}/connect", networks.connect_network),
     ("POST", "/networks/{id}/disconnect", networks.disconnect_network),
-    ("GET", "/swarm", swarm.not_a_manager),
-    ("GET", "/nodes", swarm.not_a_manager),
-    ("GET", "/nodes/{id}", swarm.not_a_manager),
+    ("GET", "/swarm", swarm.inspect_swarm),
+    ("POST", "/swarm/init", swarm.init_swarm),
+    ("POST", "/swarm/join", swarm.join_swarm),
+    ("POST", "/swarm/leave", swarm.leave_swarm),
+    ("POST", "/swarm/update", swarm.update_swarm),
+    ("GET", "/swarm/unlockkey", swarm.unlock_key),
+    ("POST", "/swarm/unlock", swarm.unlock_swarm),
+    ("GET", "/nodes", swarm.list_nodes),
+    ("GET", "/nodes/{id}", swarm.inspect_node),
+    ("DELETE", "/nodes/{id}", swarm.delete_node),
+    ("POST", "/nodes/{id}/update", swarm.update_node),
 ]
 
 

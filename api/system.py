@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api import versions
 from api.keys import ENGINE
 from api.responses import json_response
+from api.swarm import info_section
 from daemon.engine import VERSION, Engine
 from daemon.networks import rfc3339_nano
 
@@ -99,15 +100,7 @@ def _os_release() -> tuple[str, str]:
 
 
 def swarm_info(engine: Engine) -> dict[str, Any]:
-    swarm = engine.swarm
-    return {
-        "NodeID": swarm.node_id,
-        "NodeAddr": swarm.node_addr,
-        "LocalNodeState": swarm.local_node_state,
-        "ControlAvailable": swarm.control_available,
-        "Error": "",
-        "RemoteManagers": None,
-    }
+    return info_section(engine.swarm_service)
 
 
 async def info(request: web.Request) -> web.Response:

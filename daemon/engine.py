@@ -18,6 +18,9 @@ from daemon.events import EventBus
 from daemon.logs import get_logger
 from daemon.networks import Convergence, NetworkService
 from daemon.store import Store
+from daemon.swarm import SwarmService
+from daemon.swarm_networks import SwarmNetworkAdapter, underlay_mtu_of
+from dataplane.layout import run_dir_for
 from dataplane.model import Desired
 from dataplane.netns import ContainerNetns, free_ifname, host_netns_keys, resolve_container
 from dataplane.probe import default_route_address, host_routes
@@ -87,10 +90,15 @@ class Engine:
         self.events = EventBus()
         self._unsynced = asyncio.Event()
         self.store = Store(config.state_path, on_commit=self._unsynced.set)
-        self.dataplane = Dataplane()
+        self.dataplane = Dataplane(run_dir=run_dir_for(config.state_dir))
         self.kernel = _KernelAdapter(self.dataplane)
         self.networks = NetworkService(self.store, self.kernel, self.events)
-        self.swarm = SwarmInfo()
+        self.swarm_service = SwarmService(
+            config.state_path, config.hostname, lambda: self.advertise_addr,
+            on_change=self._swarm_changed,
+        )  # fmt: skip
+        self.swarm_networks = SwarmNetworkAdapter(self.swarm_service)
+        self.networks.swarm = self.swarm_networks
         self.node_identity = self._identity()
         self.advertise_addr = config.advertise_addr
         self._tasks: list[asyncio.Task[None]] = []
@@ -103,17 +111,34 @@ class Engine:
             self.store.commit(put_meta={"engine_id": ident})
         return ident
 
+    @property
+    def swarm(self) -> SwarmInfo:
+        svc = self.swarm_service
+        ident = svc.identity
+        return SwarmInfo(
+            local_node_state=svc.local_state,
+            node_id=ident.node_id if ident else "",
+            node_addr=ident.data_addr if ident else "",
+            control_available=svc.control_available,
+        )
+
+    def _swarm_changed(self) -> None:
+        self.networks.changed.set()  # swarm networks and peers may have changed
+
     async def start(self) -> None:
         self.kernel.routes = await host_routes()  # before the default bridge picks a subnet
         if not self.advertise_addr:
             self.advertise_addr = await default_route_address()
+        self.swarm_networks.underlay_mtu = underlay_mtu_of(self.advertise_addr)
         await self.networks.start()
+        await self.swarm_service.start()
         self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="reconcile"))
         self._tasks.append(asyncio.create_task(self._flush_loop(), name="flush"))
         log.info("engine started", state_dir=self.config.state_dir, pid=os.getpid())
 
     async def stop(self) -> None:
         """Stop background work; the kernel state stays so traffic keeps flowing."""
+        await self.swarm_service.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

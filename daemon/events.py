@@ -19,6 +19,7 @@ from daemon.filters import Filters
 HISTORY = 1024
 QUEUE_LIMIT = 1024
 
+
 @dataclass(frozen=True)
 class Event:
     type: str

@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from manager import ca, tokens
-from manager.errors import InvalidParameter
+from manager.errors import InvalidParameter, OverlaydError
 from manager.transport import Connection
 
 INVALID_TOKEN = (
@@ -170,5 +170,8 @@ class JoinService:
             )
         except ca.CertificateError as exc:
             return {"error": str(exc)}
-        managers = await self.register(node_id, role, req)
+        try:
+            managers = await self.register(node_id, role, req)
+        except OverlaydError as exc:
+            return {"error": str(exc)}
         return {"cert": ca.cert_pem(cert).decode(), "managers": managers}

@@ -47,6 +47,7 @@ class RaftNode:
         tick_seconds: float = TICK_SECONDS,
         snapshot_every: int = SNAPSHOT_EVERY,
         on_apply: Callable[[int, dict[str, Any]], None] | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.id = raft_id
         self.storage = storage
@@ -54,6 +55,7 @@ class RaftNode:
         self._tick_seconds = tick_seconds
         self._snapshot_every = snapshot_every
         self._on_apply = on_apply
+        self._on_change = on_change
         snap = storage.snapshot()
         self.state = SwarmState.restore(snap.data) if snap.data else SwarmState()
         self.applied = snap.meta.index
@@ -169,6 +171,9 @@ class RaftNode:
         with contextlib.suppress(RaftError):
             self.core.propose_conf_change(cc)
 
+    def report_unreachable(self, raft_id: int) -> None:
+        self._post(lambda: self.core.report_unreachable(raft_id))
+
     def transfer_leadership(self, to: int) -> None:
         def transfer() -> None:
             # Not leader any more, or `to` unknown: a graceful leave then just goes.
@@ -203,7 +208,7 @@ class RaftNode:
             self._handle_ready()
 
     def _handle_ready(self) -> None:
-        lead_before = self.leader
+        lead_before, applied_before = self.leader, self.applied
         while self.core.has_ready():
             rd = self.core.ready()
             self.storage.save(rd.hard_state, rd.entries, rd.snapshot)  # fsync
@@ -216,6 +221,10 @@ class RaftNode:
             self.leader_changed.set()
             self.leader_changed = asyncio.Event()
             self._fail_waiters_on_leader_change()
+        if self._on_change is not None and (
+            self.leader != lead_before or self.applied != applied_before
+        ):
+            self._on_change()
 
     def _apply(self, rd: Ready) -> None:
         if rd.snapshot is not None and rd.snapshot.meta.index > self.applied:

@@ -92,6 +92,7 @@ class KeyRing:
 
     keys: list[str] = field(default_factory=list)  # hex
     clock: int = 0  # Lamport time of the last rotation
+    rotated_at: str = ""  # ISO 8601, chosen by the leader that rotated
 
     @property
     def primary(self) -> str | None:
@@ -311,6 +312,7 @@ class SwarmState:
         ring = self.keyrings[cmd["subsystem"]]
         ring.keys = [*ring.keys, cmd["key"]][-KEYS_PER_RING:]
         ring.clock += 1
+        ring.rotated_at = str(cmd.get("now", ""))
 
     # --- lookups ----------------------------------------------------------------------
 

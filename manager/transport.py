@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 import ssl
 import struct
 import tempfile
@@ -24,6 +25,8 @@ from pathlib import Path
 from cryptography import x509
 
 from manager import ca
+
+log = logging.getLogger("overlayd.manager")
 
 MAX_FRAME = 16 << 20
 _LEN = struct.Struct(">I")
@@ -140,6 +143,8 @@ async def serve(
             await handler(conn)
         except (FrameError, ca.CertificateError, ConnectionError, ssl.SSLError, OSError):
             pass  # one bad peer costs one connection
+        except Exception as exc:  # a handler bug costs one connection, not the listener
+            log.error("swarm connection handler failed", error=repr(exc))
         finally:
             if conn is not None:
                 await conn.close()

@@ -834,6 +834,43 @@ def test_swarm_reads_outside_a_swarm_are_503(api: Api) -> None:
     api.error("GET", "/v1.23/nodes", expect=400, contains="too old")
 
 
+def test_swarm_lifecycle_matches_the_contract(contract: Contract) -> None:
+    """init, reads, updates, a join and leaves on two hosts, every answer checked."""
+    from tests.integration.cluster import cluster_of
+
+    with cluster_of(2, tag="oa") as c:
+        a, b = Api(c.hosts[0], contract), Api(c.hosts[1], contract)
+        node_id = a.call("POST", "/swarm/init", {"AdvertiseAddr": c.addr(0)}, expect=200)
+        a.error("POST", "/swarm/init", {}, expect=503, contains="already part of a swarm")
+        swarm = a.call("GET", "/swarm", expect=200)
+        a.call("GET", "/v1.44/nodes", expect=200)
+        node = a.call("GET", f"/nodes/{node_id}", expect=200)
+        assert node["ManagerStatus"]["Leader"] is True
+        a.call("POST", f"/nodes/{node_id}/update?version={node['Version']['Index']}",
+               {"Role": "manager", "Availability": "active", "Labels": {"a": "b"}}, expect=200)  # fmt: skip
+        a.error("POST", f"/nodes/{node_id}/update?version=1", {"Role": "manager"},
+                expect=400, contains="out of sequence")  # fmt: skip
+        a.call("POST", f"/swarm/update?version={swarm['Version']['Index']}&rotateWorkerToken=1",
+               swarm["Spec"], expect=200)  # fmt: skip
+        assert a.call("GET", "/swarm/unlockkey", expect=200) == {"UnlockKey": ""}
+        a.error("POST", "/swarm/unlock", {"UnlockKey": "x"}, expect=409, contains="not locked")
+        a.error("GET", "/nodes/nope", expect=404, contains="node nope not found")
+        b.error("POST", "/swarm/join", {"RemoteAddrs": [], "JoinToken": "x"}, expect=400,
+                contains="at least 1 RemoteAddr")  # fmt: skip
+        token = a.call("GET", "/swarm", expect=200)["JoinTokens"]["Worker"]
+        assert token != swarm["JoinTokens"]["Worker"]
+        b.call("POST", "/swarm/join", {"RemoteAddrs": [f"{c.addr(0)}:2377"], "JoinToken": token,
+                                       "AdvertiseAddr": c.addr(1)}, expect=200)  # fmt: skip
+        b.error("GET", "/nodes", expect=503, contains="Worker nodes can't be used")
+        worker = next(n for n in a.call("GET", "/nodes", expect=200) if n["ID"] != node_id)
+        a.error("DELETE", f"/nodes/{worker['ID']}", expect=400, contains="is not down")
+        b.call("POST", "/swarm/leave", expect=200)
+        a.call("DELETE", f"/nodes/{worker['ID']}?force=1", expect=200)
+        a.error("POST", "/swarm/leave", expect=503, contains="participating as a manager")
+        a.call("POST", "/swarm/leave?force=1", expect=200)
+        a.error("POST", "/swarm/leave", expect=503, contains="not part of a swarm")
+
+
 # ----- coverage and the error media type --------------------------------------------------------
 
 

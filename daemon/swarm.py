@@ -1,0 +1,659 @@
+"""SwarmService: this node's part in a swarm — init, join, leave, and the swarm's API.
+
+A manager runs a manager.Manager (raft member, 2377 listener); every node but the
+leader keeps a session with the leader (manager.agent), through which workers also
+learn the state. The proposer picks everything that varies (IDs, times, keys) so
+the replicated commands are deterministic. The node's identity (certificates,
+role, the managers it knows) lives in <state-dir>/swarm, written atomically, so a
+restart resumes the same membership.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from daemon.errors import Conflict, InvalidParameter, NotFound, Unavailable
+from daemon.filters import Filters
+from daemon.logs import get_logger
+from manager import ca, rpc, tokens, transport
+from manager.agent import SessionAgent
+from manager.errors import OverlaydError
+from manager.join import JoinRequest, join, new_node_id
+from manager.manager import Credentials, Manager, stamp, utcnow
+from manager.raft.errors import NotLeader
+from manager.state import Node, SwarmNetwork, SwarmState
+
+log = get_logger("overlayd.swarm")
+
+SWARM_PORT = 2377
+DEFAULT_POOL = "10.0.0.0/8"
+DEFAULT_SUBNET_SIZE = 24
+DEFAULT_DATA_PATH_PORT = 4789
+NOT_IN_SWARM = (
+    'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" '
+    "to connect this node to swarm and try again."
+)
+WORKER_NOT_MANAGER = (
+    "This node is not a swarm manager. Worker nodes can't be used to view or modify "
+    "cluster state. Please run this command on a manager node or promote the current "
+    "node to a manager."
+)
+ALREADY_IN_SWARM = (
+    'This node is already part of a swarm. Use "docker swarm leave" to leave this swarm '
+    "and join another one."
+)
+NOT_PART_OF_SWARM = "This node is not part of a swarm"
+LEAVE_LAST_MANAGER = (
+    "You are attempting to leave the swarm on a node that is participating as a manager. "
+    "Removing the last manager erases all current state of the swarm. Use `--force` to "
+    "ignore this message."
+)
+LEAVE_MANAGER = (
+    "You are attempting to leave the swarm on a node that is participating as a manager. "
+    "Removing this node leaves {left} managers out of {total}. Without a Raft quorum your "
+    "swarm will be inaccessible. The only way to restore a swarm that has lost consensus "
+    "is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this "
+    "message."
+)
+DEFAULT_SPEC: dict[str, Any] = {
+    "Name": "default",
+    "Labels": {},
+    "Orchestration": {"TaskHistoryRetentionLimit": 5},
+    "Raft": {
+        "SnapshotInterval": 10000,
+        "KeepOldSnapshots": 0,
+        "LogEntriesForSlowFollowers": 500,
+        "ElectionTick": 10,
+        "HeartbeatTick": 1,
+    },
+    "Dispatcher": {"HeartbeatPeriod": 1_000_000_000},
+    "CAConfig": {"NodeCertExpiry": 7_776_000_000_000_000},
+    "TaskDefaults": {},
+    "EncryptionConfig": {"AutoLockManagers": False},
+}
+NODE_FILTERS = ("id", "label", "membership", "name", "node.label", "role")
+
+
+@dataclass
+class Identity:
+    """What this node persists about its membership."""
+
+    node_id: str
+    role: str
+    cluster_id: str
+    listen_addr: str
+    advertise_addr: str  # "ip:port" for the swarm port
+    data_addr: str  # the data path (VXLAN) address
+    managers: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class InitRequest:
+    listen_addr: str = f"0.0.0.0:{SWARM_PORT}"
+    advertise_addr: str = ""
+    data_path_addr: str = ""
+    data_path_port: int = 0
+    force_new_cluster: bool = False
+    spec: dict[str, Any] = field(default_factory=dict)
+    default_addr_pool: tuple[str, ...] = ()
+    subnet_size: int = 0
+    availability: str = "active"
+
+
+@dataclass(frozen=True)
+class JoinSwarmRequest:
+    remote_addrs: tuple[str, ...]
+    join_token: str
+    listen_addr: str = f"0.0.0.0:{SWARM_PORT}"
+    advertise_addr: str = ""
+    data_path_addr: str = ""
+    availability: str = "active"
+
+
+def merge_spec(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """dockerd fills zero values (0, "", null) of a given spec with the defaults."""
+    out = dict(defaults)
+    for key, value in (given or {}).items():
+        base = defaults.get(key)
+        if isinstance(base, dict) and isinstance(value, dict):
+            out[key] = merge_spec(base, value)
+        elif value in (None, 0, "") and key in defaults:
+            continue
+        else:
+            out[key] = value
+    return out
+
+
+def _write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _host_port(addr: str, default_port: int) -> tuple[str, int]:
+    """ "ip", "ip:port" or ":port" → (ip, port); a clear 400 for anything else."""
+    text = addr.strip()
+    host, port = text, default_port
+    if text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise InvalidParameter(f"invalid port in address {addr!r}")
+        port = int(port_text)
+    if host:
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError as exc:
+            raise InvalidParameter(
+                f"advertise address must be a non-zero IPv4 address or network interface "
+                f"(with optional port number): {addr!r}"
+            ) from exc
+    return host, port
+
+
+class SwarmService:
+    def __init__(
+        self,
+        state_dir: Path,
+        hostname: str,
+        advertise_default: Callable[[], str],
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.dir = state_dir / "swarm"
+        self.hostname = hostname
+        self._advertise_default = advertise_default
+        self._on_change = on_change
+        self.identity: Identity | None = None
+        self.creds: Credentials | None = None
+        self.manager: Manager | None = None
+        self.agent: SessionAgent | None = None
+        self._lock = asyncio.Lock()
+        self._watch: asyncio.Task[None] | None = None
+        self.error = ""
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resume the membership saved in the state dir, if any."""
+        ident = self.dir / "node.json"
+        if not ident.exists():
+            return
+        doc = json.loads(ident.read_text())
+        self.identity = Identity(**doc)
+        self.creds = Credentials(
+            (self.dir / "ca.pem").read_bytes(),
+            (self.dir / "cert.pem").read_bytes(),
+            (self.dir / "key.pem").read_bytes(),
+        )
+        try:
+            await self._run_role(bootstrap=False)
+        except OSError as exc:
+            self.error = f"could not resume swarm membership: {exc}"
+            log.error("swarm resume failed", error=str(exc))
+
+    async def stop(self) -> None:
+        await self._stop_roles()
+
+    async def _stop_roles(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
+        if self.agent is not None:
+            await self.agent.stop()
+            self.agent = None
+        if self.manager is not None:
+            await self.manager.stop()
+            self.manager = None
+
+    async def _run_role(self, bootstrap: bool, force_new_cluster: bool = False) -> None:
+        assert self.identity is not None and self.creds is not None
+        ident = self.identity
+        ctx = self.creds.client_context()
+        if ident.role == "manager":
+            host, port = _host_port(ident.listen_addr, SWARM_PORT)
+            self.manager = Manager(
+                self.dir,
+                self.creds,
+                (host or "0.0.0.0", port),
+                ident.advertise_addr,
+                bootstrap=bootstrap,
+                force_new_cluster=force_new_cluster,
+                on_change=self._changed,
+            )
+            await self.manager.start()
+        self.agent = SessionAgent(
+            ident.node_id,
+            ident.data_addr,
+            ident.managers,
+            ctx,
+            want_state=ident.role != "manager",
+            on_state=lambda s: self._changed(),
+            on_managers=self._remember_managers,
+        )
+        self.agent.start()
+        self._watch = asyncio.create_task(self._watch_role(), name="swarm-role")
+
+    def _changed(self) -> None:
+        self._on_change()
+
+    def _remember_managers(self, managers: list[str]) -> None:
+        if self.identity is not None and managers != self.identity.managers:
+            self.identity.managers = managers
+            self._save_identity()
+
+    def _save_identity(self) -> None:
+        assert self.identity is not None
+        _write_atomic(self.dir / "node.json", json.dumps(self.identity.__dict__).encode())
+
+    def _save_creds(self, creds: Credentials) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _write_atomic(self.dir / "ca.pem", creds.ca_pem, 0o644)
+        _write_atomic(self.dir / "cert.pem", creds.cert_pem, 0o644)
+        _write_atomic(self.dir / "key.pem", creds.key_pem)
+        self.creds = creds
+
+    async def _watch_role(self) -> None:
+        """Follow promotions and demotions the cluster decides for this node."""
+        while True:
+            await asyncio.sleep(0.5)
+            state = self.view()
+            if state is None or self.identity is None:
+                continue
+            me = state.nodes.get(self.identity.node_id)
+            if me is None or me.role == self.identity.role:
+                continue
+            try:
+                await self._switch_role(me.role)
+            except Exception as exc:  # retried on the next round
+                log.warning("role change failed", role=me.role, error=str(exc))
+
+    async def _switch_role(self, role: str) -> None:
+        assert self.identity is not None and self.agent is not None
+        key = ca.new_key()
+        csr = ca.make_csr(key).public_bytes(serialization.Encoding.PEM).decode()
+        cert = await self.agent.call({"op": "renew", "csr": csr})
+        async with self._lock:
+            assert self.creds is not None
+            creds = Credentials(self.creds.ca_pem, str(cert).encode(), ca.key_pem(key))
+            if creds.identity().role != role:
+                return
+            if self.manager is not None:
+                await self.manager.leave_gracefully()
+            watch, self._watch = self._watch, None
+            await self._stop_roles()
+            self._save_creds(creds)
+            self.identity.role = role
+            if role == "manager":
+                ip = self.identity.data_addr
+                self.identity.advertise_addr = (
+                    f"{ip}:{_host_port(self.identity.listen_addr, SWARM_PORT)[1]}"
+                )
+            self._save_identity()
+            if role == "manager":
+                with contextlib.suppress(FileNotFoundError):
+                    (self.dir / "raft.db").unlink()
+            await self._run_role(bootstrap=False)
+            if role == "manager":
+                await self._ask_to_join_raft()
+            log.info("role changed", role=role)
+            if watch is not None:
+                watch.cancel()
+
+    async def _ask_to_join_raft(self) -> None:
+        assert self.manager is not None and self.identity is not None and self.creds is not None
+        ctx = self.creds.client_context()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        last: Exception | None = None
+        while loop.time() < deadline:
+            for addr in self.identity.managers:
+                if addr == self.identity.advertise_addr:
+                    continue
+                try:
+                    await rpc.call(addr, ctx, {"op": "raft.join",
+                                               "addr": self.identity.advertise_addr})  # fmt: skip
+                    return
+                except (NotLeader, OverlaydError) as exc:
+                    last = exc
+            await asyncio.sleep(0.2)
+        raise Unavailable(f"could not join the raft group: {last}")
+
+    # --- views ----------------------------------------------------------------------
+
+    @property
+    def local_state(self) -> str:
+        if self.error:
+            return "error"
+        if self.identity is None:
+            return "inactive"
+        if self.identity.role == "worker" and (self.agent is None or self.agent.state is None):
+            return "pending"
+        return "active"
+
+    @property
+    def control_available(self) -> bool:
+        return self.manager is not None
+
+    def view(self) -> SwarmState | None:
+        """The freshest state this node holds (not a linearizable read)."""
+        if self.manager is not None:
+            return self.manager.state
+        if self.agent is not None:
+            return self.agent.state
+        return None
+
+    def require_manager(self) -> Manager:
+        if self.identity is None:
+            raise Unavailable(NOT_IN_SWARM)
+        if self.manager is None:
+            raise Unavailable(WORKER_NOT_MANAGER)
+        return self.manager
+
+    async def read(self) -> SwarmState:
+        return await self.require_manager().read()
+
+    async def propose(self, cmd: dict[str, Any]) -> Any:
+        return await self.require_manager().propose(cmd)
+
+    async def call_managers(self, cmd: dict[str, Any]) -> Any:
+        """A write any node may ask for (endpoint IPs): local raft or a manager's."""
+        if self.manager is not None:
+            return await self.manager.propose(cmd)
+        if self.agent is None:
+            raise Unavailable(NOT_IN_SWARM)
+        return await self.agent.call({"op": "propose", "cmd": cmd})
+
+    def leader_id(self) -> str | None:
+        return self.manager.leader_node_id() if self.manager is not None else None
+
+    def reachability(self, node: Node) -> str:
+        if self.manager is None or node.role != "manager":
+            return "unknown"
+        return "reachable" if self.manager.reachable(node.id) else "unreachable"
+
+    # --- init / join / leave --------------------------------------------------------------
+
+    async def init(self, req: InitRequest) -> str:
+        async with self._lock:
+            if self.identity is not None and not req.force_new_cluster:
+                raise Unavailable(ALREADY_IN_SWARM)
+            if req.force_new_cluster and self.identity is not None:
+                return await self._force_new_cluster()
+            return await self._init(req)
+
+    async def _init(self, req: InitRequest) -> str:
+        listen_host, listen_port = _host_port(
+            req.listen_addr or f"0.0.0.0:{SWARM_PORT}", SWARM_PORT
+        )
+        adv_host, adv_port = _host_port(req.advertise_addr or "", listen_port)
+        adv_host = adv_host or (listen_host if listen_host not in ("", "0.0.0.0") else "")
+        adv_host = adv_host or self._advertise_default()
+        if not adv_host:
+            raise InvalidParameter(
+                "could not choose an IP address to advertise since this system has no "
+                "default route; use --advertise-addr"
+            )
+        data_addr = _host_port(req.data_path_addr, 0)[0] if req.data_path_addr else adv_host
+        pools = list(req.default_addr_pool) or [DEFAULT_POOL]
+        size = req.subnet_size or DEFAULT_SUBNET_SIZE
+        for pool in pools:
+            try:
+                net = ipaddress.IPv4Network(pool)
+            except ValueError as exc:
+                raise InvalidParameter(f"invalid default address pool {pool!r}: {exc}") from exc
+            if not net.prefixlen <= size <= 29:
+                raise InvalidParameter(
+                    f"invalid SubnetSize {size} for address pool {pool}: it must be between "
+                    f"{net.prefixlen} and 29"
+                )
+        port = req.data_path_port or DEFAULT_DATA_PATH_PORT
+        if not 1024 <= port <= 49151 and port != DEFAULT_DATA_PATH_PORT:
+            raise InvalidParameter(f"Datapath port {port} is not in valid range: 1024 - 49151")
+        if req.availability not in ("active", "pause", "drain"):
+            raise InvalidParameter(f"invalid availability {req.availability!r}")
+
+        now = utcnow()
+        node_id, cluster_id = new_node_id(), new_node_id()
+        root = ca.RootCA.create(now)
+        key = ca.new_key()
+        cert = root.issue(ca.make_csr(key), node_id=node_id, role="manager",
+                          cluster_id=cluster_id, now=now)  # fmt: skip
+        creds = Credentials(root.pem, ca.cert_pem(cert), ca.key_pem(key))
+        self._save_creds(creds)
+        self.identity = Identity(
+            node_id=node_id, role="manager", cluster_id=cluster_id,
+            listen_addr=f"{listen_host or '0.0.0.0'}:{listen_port}",
+            advertise_addr=f"{adv_host}:{adv_port}", data_addr=data_addr,
+            managers=[f"{adv_host}:{adv_port}"],
+        )  # fmt: skip
+        try:
+            self._save_identity()
+            await self._run_role(bootstrap=True)
+            assert self.manager is not None
+            await self.manager.wait_leader(10)
+            spec = merge_spec(DEFAULT_SPEC, req.spec or {})
+            assert root.key is not None
+            ts = stamp(now)
+            await self.manager.propose({"op": "init", "cluster": {
+                "id": cluster_id, "created_at": ts, "updated_at": ts, "spec": spec,
+                "ca_cert_pem": root.pem.decode(), "ca_key_pem": ca.key_pem(root.key).decode(),
+                "worker_token": str(tokens.generate(root.digest)),
+                "manager_token": str(tokens.generate(root.digest)),
+                "default_addr_pool": pools, "subnet_size": size, "data_path_port": port,
+            }, "node": {
+                "id": node_id, "hostname": self.hostname, "role": "manager",
+                "availability": req.availability, "addr": data_addr,
+                "manager_addr": f"{adv_host}:{adv_port}", "created_at": ts, "updated_at": ts,
+            }})  # fmt: skip
+            await self.manager.propose({"op": "network.create", "now": ts, "network": {
+                "id": new_network_id(), "name": "ingress", "ingress": True,
+                "labels": {}, "options": {},
+            }})  # fmt: skip
+        except BaseException:
+            await self._forget()
+            raise
+        log.info("swarm initialised", node_id=node_id, cluster_id=cluster_id)
+        self._changed()
+        return node_id
+
+    async def _force_new_cluster(self) -> str:
+        assert self.identity is not None
+        if self.identity.role != "manager":
+            raise Unavailable("only a manager can force a new cluster")
+        await self._stop_roles()
+        await self._run_role(bootstrap=False, force_new_cluster=True)
+        return self.identity.node_id
+
+    async def join(self, req: JoinSwarmRequest) -> None:
+        async with self._lock:
+            if self.identity is not None:
+                raise Unavailable(ALREADY_IN_SWARM)
+            if not req.remote_addrs:
+                raise InvalidParameter("at least 1 RemoteAddr is required to join")
+            try:
+                tokens.parse(req.join_token)
+            except tokens.TokenError as exc:
+                raise InvalidParameter(f"invalid join token: {exc}") from exc
+            listen_host, listen_port = _host_port(req.listen_addr or f"0.0.0.0:{SWARM_PORT}",
+                                                  SWARM_PORT)  # fmt: skip
+            adv_host, adv_port = _host_port(req.advertise_addr or "", listen_port)
+            adv_host = adv_host or (listen_host if listen_host not in ("", "0.0.0.0") else "")
+            adv_host = adv_host or self._advertise_default()
+            data_addr = _host_port(req.data_path_addr, 0)[0] if req.data_path_addr else adv_host
+            node_id = new_node_id()
+            joined = None
+            last: Exception | None = None
+            for remote in req.remote_addrs:
+                host, port = _host_port(remote, SWARM_PORT)
+                try:
+                    conn = await transport.connect(host, port, transport.bootstrap_context())
+                except (OSError, TimeoutError) as exc:
+                    last = exc
+                    continue
+                try:
+                    joined = await join(conn, req.join_token, JoinRequest(
+                        self.hostname, f"{adv_host}:{adv_port}", node_id), utcnow())  # fmt: skip
+                    break
+                except (OverlaydError, OSError, ValueError) as exc:
+                    last = exc
+                finally:
+                    await conn.close()
+            if joined is None:
+                if isinstance(last, OverlaydError):
+                    raise InvalidParameter(str(last))
+                raise Unavailable(
+                    f"could not connect to a manager at {', '.join(req.remote_addrs)}: {last}"
+                )
+            self._save_creds(Credentials(joined.ca_pem, joined.cert_pem, joined.key_pem))
+            self.identity = Identity(
+                node_id=joined.node_id, role=joined.role, cluster_id=joined.cluster_id,
+                listen_addr=f"{listen_host or '0.0.0.0'}:{listen_port}",
+                advertise_addr=f"{adv_host}:{adv_port}", data_addr=data_addr,
+                managers=joined.managers or [f"{h}:{p}" for h, p in
+                                             (_host_port(r, SWARM_PORT) for r in req.remote_addrs)],
+            )  # fmt: skip
+            try:
+                self._save_identity()
+                await self._run_role(bootstrap=False)
+                if joined.role == "manager":
+                    await self._ask_to_join_raft()
+                    assert self.manager is not None
+                    await self.manager.read(timeout=10)
+                else:
+                    assert self.agent is not None
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.agent.got_state.wait(), 10)
+            except BaseException:
+                await self._forget()
+                raise
+            log.info("joined swarm", node_id=joined.node_id, role=joined.role)
+            self._changed()
+
+    async def leave(self, force: bool) -> None:
+        async with self._lock:
+            if self.identity is None:
+                raise Unavailable(NOT_PART_OF_SWARM)
+            if self.manager is not None and not force:
+                state = self.manager.state
+                managers = [n for n in state.nodes.values() if n.role == "manager"]
+                if len(managers) <= 1:
+                    raise Unavailable(LEAVE_LAST_MANAGER)
+                reachable = sum(1 for n in managers if self.manager.reachable(n.id))
+                left, total = reachable - 1, len(managers)
+                if left <= total // 2:
+                    raise Unavailable(LEAVE_MANAGER.format(left=left, total=total))
+                raise Unavailable(
+                    "You are attempting to leave the swarm on a node that is participating "
+                    "as a manager. Removing this node leaves "
+                    f"{left} managers out of {total}. Use `--force` to ignore this message, "
+                    "or demote the node first with `docker node demote`."
+                )
+            if self.manager is not None:
+                await self.manager.leave_gracefully()
+            await self._forget()
+            self._changed()
+
+    async def _forget(self) -> None:
+        await self._stop_roles()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.identity = None
+        self.creds = None
+        self.error = ""
+
+    # --- cluster and node operations (managers) ----------------------------------------------
+
+    async def update(self, version: int | None, spec: dict[str, Any], rotate_worker: bool,
+                     rotate_manager: bool) -> None:  # fmt: skip
+        manager = self.require_manager()
+        state = await manager.read()
+        assert state.cluster is not None
+        root = ca.load_cert(state.cluster.ca_cert_pem.encode())
+        cmd: dict[str, Any] = {"op": "cluster.update", "version": version,
+                               "spec": merge_spec(DEFAULT_SPEC, spec), "now": stamp()}  # fmt: skip
+        if rotate_worker:
+            cmd["worker_token"] = str(tokens.generate(ca.digest(root)))
+        if rotate_manager:
+            cmd["manager_token"] = str(tokens.generate(ca.digest(root)))
+        await manager.propose(cmd)
+
+    async def nodes(self, filters: Filters) -> list[Node]:
+        state = await self.read()
+        filters.validate(NODE_FILTERS)
+        out = []
+        for node in state.nodes.values():
+            if filters.get("id") and not any(node.id.startswith(v) for v in filters.get("id")):
+                continue
+            if not filters.match("name", node.name or node.hostname):
+                continue
+            if not filters.exact_match("role", node.role):
+                continue
+            if not filters.exact_match("membership", "accepted"):
+                continue
+            if not filters.match_kv_list("node.label", node.labels):
+                continue
+            if not filters.match_kv_list("label", {}):
+                continue
+            out.append(node)
+        return sorted(out, key=lambda n: n.created_at)
+
+    async def node(self, term: str) -> Node:
+        state = await self.read()
+        return find_node(state, term)
+
+    async def update_node(self, term: str, version: int | None, spec: dict[str, Any]) -> None:
+        state = await self.read()
+        node = find_node(state, term)
+        await self.propose({"op": "node.update", "id": node.id, "version": version,
+                            "spec": spec, "now": stamp()})  # fmt: skip
+
+    async def remove_node(self, term: str, force: bool) -> None:
+        state = await self.read()
+        node = find_node(state, term)
+        if self.identity is not None and node.id == self.identity.node_id:
+            raise InvalidParameter(
+                "rpc error: code = FailedPrecondition desc = node "
+                f"{node.id} is a cluster manager and is a member of the raft cluster. It must "
+                "be demoted to worker before removal"
+            )
+        await self.propose({"op": "node.remove", "id": node.id, "force": force})
+
+    def networks(self) -> list[SwarmNetwork]:
+        state = self.view()
+        return list(state.networks.values()) if state is not None else []
+
+
+def find_node(state: SwarmState, term: str) -> Node:
+    """ID, then name/hostname, then unique ID prefix (as swarmkit's lookup)."""
+    if term in state.nodes:
+        return state.nodes[term]
+    by_name = [n for n in state.nodes.values() if term in (n.name, n.hostname)]
+    if len(by_name) == 1:
+        return by_name[0]
+    by_prefix = [n for n in state.nodes.values() if n.id.startswith(term)]
+    if len(by_prefix) == 1:
+        return by_prefix[0]
+    if len(by_name) > 1 or len(by_prefix) > 1:
+        raise Conflict(f"node {term} is ambiguous ({len(by_name) or len(by_prefix)} matches found)")
+    raise NotFound(f"node {term} not found")
+
+
+def new_network_id() -> str:
+    """Swarm network IDs are 25 base-36 characters, like node IDs."""
+    return new_node_id()

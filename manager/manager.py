@@ -1,0 +1,475 @@
+"""A manager: the raft node, the 2377 listener and the leader's duties.
+
+Every manager serves raft traffic, join requests, calls (a write forwarded by a
+follower or a worker) and, on the leader, node sessions: each node keeps one
+heartbeat session with the leader, which streams it the state and marks it `down`
+when the heartbeats stop. Membership of the raft group follows the replicated node
+list: a promoted node asks to join the group, a demoted or removed one is taken
+out by the leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import random
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from manager import ca, rpc, transport, wire
+from manager.errors import Forbidden, InvalidParameter, Unavailable
+from manager.ids import raft_id_of
+from manager.join import JoinRequest, JoinService
+from manager.node import RaftNode
+from manager.peers import RaftPeers
+from manager.raft import recovery
+from manager.raft.errors import NotLeader
+from manager.state import SwarmState
+from manager.storage import SqliteLog
+from manager.transport import Connection, FrameError
+
+HEARTBEAT_PERIOD = 1.0  # Docker: 5 s
+DOWN_AFTER = 3 * HEARTBEAT_PERIOD
+KEY_ROTATION = dt.timedelta(hours=12)
+LEADER_DUTY_PERIOD = 0.25
+WORKER_OPS = {"ip.allocate", "ip.release"}  # what a worker may ask the managers to do
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def stamp(now: dt.datetime | None = None) -> str:
+    """Docker's timestamp format: RFC 3339 with nanoseconds, UTC."""
+    now = now or utcnow()
+    return now.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+
+    @property
+    def root(self) -> x509.Certificate:
+        return ca.load_cert(self.ca_pem)
+
+    def identity(self) -> ca.NodeIdentity:
+        return ca.identity_of(ca.load_cert(self.cert_pem), self.root, utcnow())
+
+    def client_context(self) -> Any:
+        return transport.client_context(self.ca_pem, self.cert_pem, self.key_pem)
+
+
+def worker_view(state: SwarmState) -> bytes:
+    """What a worker may know: no CA key, no join tokens."""
+    doc = json.loads(state.snapshot())
+    if doc["cluster"] is not None:
+        doc["cluster"].update(ca_key_pem="", worker_token="", manager_token="")
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+class Manager:
+    def __init__(
+        self,
+        data_dir: Path,
+        creds: Credentials,
+        listen: tuple[str, int],
+        advertise: str,
+        *,
+        bootstrap: bool = False,
+        force_new_cluster: bool = False,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        ident = creds.identity()
+        self.node_id = ident.node_id
+        self.raft_id = raft_id_of(ident.node_id)
+        self.creds = creds
+        self.listen = listen
+        self.advertise = advertise  # "ip:port" other managers dial
+        self._on_change_cb = on_change
+        self.storage = SqliteLog(data_dir / "raft.db")
+        if force_new_cluster:
+            recovery.force_new_cluster(self.storage, self.raft_id)
+        self._client_ctx = creds.client_context()
+        self.peers = RaftPeers(self.raft_id, advertise, self._client_ctx, self._address_of,
+                               self._report_unreachable)  # fmt: skip
+        self.node = RaftNode(
+            self.raft_id,
+            self.storage,
+            self.peers.send,
+            rng=random.Random(),
+            bootstrap=[self.raft_id] if bootstrap else [],
+            on_change=self._changed,
+        )
+        self._server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_seen: dict[str, float] = {}
+        self._learned: dict[int, str] = {}  # raft ID → address, from peers' raft hellos
+        self._was_leader = False
+        self.changed = asyncio.Event()  # set on every applied change or leader change
+        self._generation = 0
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        ctx = transport.server_context(self.creds.ca_pem, self.creds.cert_pem, self.creds.key_pem)
+        self._server = await transport.serve(
+            self.listen[0], self.listen[1], ctx, self.creds.root, self._handle, utcnow
+        )
+        self.node.start()
+        self._tasks.append(asyncio.create_task(self._leader_duties(), name="leader-duties"))
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.node.stop()
+        await self.peers.close()
+        self.storage.close()
+
+    async def leave_gracefully(self) -> None:
+        """Hand leadership to a caught-up voter before going, so the swarm loses no time."""
+        if not self.node.is_leader:
+            return
+        others = [v for v in self.node.core.conf_state.voters if v != self.raft_id]
+        if not others:
+            return
+        self.node.transfer_leadership(others[0])
+        deadline = asyncio.get_running_loop().time() + 2.0
+        while self.node.is_leader and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+
+    # --- views ------------------------------------------------------------------------
+
+    @property
+    def state(self) -> SwarmState:
+        return self.node.state
+
+    @property
+    def is_leader(self) -> bool:
+        return self.node.is_leader
+
+    def leader_node_id(self) -> str | None:
+        lead = self.node.leader
+        for node in self.state.nodes.values():
+            if raft_id_of(node.id) == lead:
+                return node.id
+        return None
+
+    def reachable(self, node_id: str) -> bool:
+        """A manager is reachable when it is a voter the leader hears from (or is us)."""
+        if node_id == self.node_id:
+            return True
+        rid = raft_id_of(node_id)
+        if rid not in self.node.core.conf_state.voters:
+            return False
+        if self.is_leader:
+            return (
+                self.node.core.progress(rid) is not None
+                and self.state.nodes[node_id].state == "ready"
+            )
+        return (
+            self.state.nodes.get(node_id) is not None and self.state.nodes[node_id].state == "ready"
+        )
+
+    def manager_addrs(self) -> list[str]:
+        return sorted(n.manager_addr for n in self.state.nodes.values()
+                      if n.role == "manager" and n.manager_addr)  # fmt: skip
+
+    def _address_of(self, raft_id: int) -> str | None:
+        """From the node list; a new member whose log is still empty learns the leader's
+        address from the leader's own raft hello."""
+        for node in self.state.nodes.values():
+            if node.manager_addr and raft_id_of(node.id) == raft_id:
+                return node.manager_addr
+        return self._learned.get(raft_id)
+
+    def _report_unreachable(self, raft_id: int) -> None:
+        self.node.report_unreachable(raft_id)
+
+    def _changed(self) -> None:
+        self._generation += 1
+        self.changed.set()
+        self.changed = asyncio.Event()
+        self._on_change_cb()
+
+    # --- writes and reads ---------------------------------------------------------------
+
+    async def propose(self, cmd: dict[str, Any], timeout: float = 5.0) -> Any:
+        """Commit `cmd` through the leader, wherever it is; its result on the way back."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise Unavailable(NO_LEADER)
+            if self.node.is_leader:
+                try:
+                    return await self.node.propose(cmd, timeout=left)
+                except NotLeader:
+                    pass
+            else:
+                leader = self.leader_node_id()
+                node = self.state.nodes.get(leader) if leader else None
+                if node is not None and node.manager_addr and leader != self.node_id:
+                    try:
+                        return await rpc.call(node.manager_addr, self._client_ctx,
+                                              {"op": "propose", "cmd": cmd}, timeout=left)  # fmt: skip
+                    except (NotLeader, Unavailable):
+                        pass
+            await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
+
+    async def read(self, timeout: float = 5.0) -> SwarmState:
+        """The state as of now (ReadIndex): every write acknowledged before is in it."""
+        try:
+            await self.node.read_barrier(timeout=timeout)
+        except NotLeader as exc:
+            raise Unavailable(NO_LEADER) from exc
+        return self.state
+
+    async def wait_leader(self, timeout: float = 5.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.node.leader == 0:
+            if loop.time() >= deadline:
+                raise Unavailable(NO_LEADER)
+            await asyncio.sleep(0.02)
+
+    # --- the 2377 listener --------------------------------------------------------------
+
+    async def _handle(self, conn: Connection) -> None:
+        if conn.peer is None:
+            await self._join_service().handle(conn)
+            return
+        if conn.peer.cluster_id != self.state_cluster_id():
+            return
+        hello = rpc.load(await conn.recv())
+        kind = hello.get("type")
+        if kind == "raft":
+            addr = hello.get("addr")
+            if isinstance(addr, str) and conn.peer.role == "manager":
+                self._learned[raft_id_of(conn.peer.node_id)] = addr
+            await self._raft_stream(conn)
+        elif kind == "call":
+            try:
+                value = await self._call(conn.peer, hello)
+                reply: dict[str, Any] = {"value": value}
+            except Exception as exc:
+                reply = rpc.error_doc(exc)
+            await conn.send(rpc.dump(reply))
+        elif kind == "session":
+            await self._session(conn, hello)
+
+    def state_cluster_id(self) -> str:
+        cluster = self.state.cluster
+        return cluster.id if cluster is not None else self.creds.identity().cluster_id
+
+    async def _raft_stream(self, conn: Connection) -> None:
+        assert conn.peer is not None
+        if conn.peer.role != "manager":
+            return
+        while True:
+            data = await conn.recv()
+            try:
+                msg = wire.decode(data)
+            except ValueError as exc:
+                raise FrameError(str(exc)) from exc
+            self.node.deliver(msg)
+
+    def _join_service(self) -> JoinService:
+        cluster = self.state.cluster
+        if cluster is None:
+            raise FrameError("not initialised yet")
+        root = ca.RootCA(ca.load_cert(cluster.ca_cert_pem.encode()),
+                         ca.load_key(cluster.ca_key_pem.encode()))  # fmt: skip
+
+        def current() -> tuple[str, str]:
+            c = self.state.cluster
+            assert c is not None
+            return c.worker_token, c.manager_token
+
+        return JoinService(root, cluster.id, current, self._register, utcnow)
+
+    async def _register(self, node_id: str, role: str, req: JoinRequest) -> list[str]:
+        now = stamp()
+        addr = req.advertise_addr
+        await self.propose({"op": "node.add", "node": {
+            "id": node_id, "hostname": req.hostname, "role": role, "availability": "active",
+            "addr": addr.rpartition(":")[0] if ":" in addr else addr,
+            "manager_addr": addr if role == "manager" else "",
+            "created_at": now, "updated_at": now, "state": "unknown",
+        }})  # fmt: skip
+        return self.manager_addrs()
+
+    async def _call(self, peer: ca.NodeIdentity, req: dict[str, Any]) -> Any:
+        op = req.get("op")
+        if op == "propose":
+            cmd = req.get("cmd")
+            if not isinstance(cmd, dict):
+                raise InvalidParameter("malformed command")
+            worker_ok = cmd.get("op") in WORKER_OPS and cmd.get("node_id") == peer.node_id
+            if peer.role != "manager" and not worker_ok:
+                raise Forbidden("workers may not change the cluster state")
+            return await self.propose(cmd)
+        if op == "raft.join":
+            return await self._add_voter(peer, str(req.get("addr", "")))
+        if op == "renew":
+            return self._renew(peer, str(req.get("csr", "")))
+        if op == "leader":
+            leader = self.leader_node_id()
+            node = self.state.nodes.get(leader) if leader else None
+            return node.manager_addr if node else None
+        raise InvalidParameter(f"unknown call {op!r}")
+
+    async def _add_voter(self, peer: ca.NodeIdentity, addr: str) -> bool:
+        if not self.node.is_leader:
+            raise NotLeader(self.node.leader)
+        node = self.state.nodes.get(peer.node_id)
+        if node is None or node.role != "manager":
+            raise Forbidden(f"node {peer.node_id} is not a manager")
+        if addr and node.manager_addr != addr:
+            await self.propose({"op": "node.status", "id": node.id, "state": node.state,
+                                "manager_addr": addr, "now": stamp()})  # fmt: skip
+        rid = raft_id_of(peer.node_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5.0
+        while rid not in self.node.core.conf_state.voters:
+            if loop.time() > deadline:
+                raise Unavailable("could not add the manager to the raft group in time")
+            self.node.add_voter(rid)
+            await asyncio.sleep(0.1)
+        return True
+
+    def _renew(self, peer: ca.NodeIdentity, csr_pem: str) -> str:
+        """A certificate for the role the cluster now gives the node (promote/demote)."""
+        cluster = self.state.cluster
+        node = self.state.nodes.get(peer.node_id)
+        if cluster is None or node is None:
+            raise Forbidden("node not part of the swarm")
+        root = ca.RootCA(ca.load_cert(cluster.ca_cert_pem.encode()),
+                         ca.load_key(cluster.ca_key_pem.encode()))  # fmt: skip
+        try:
+            csr = x509.load_pem_x509_csr(csr_pem.encode())
+            cert = root.issue(csr, node_id=node.id, role=node.role, cluster_id=cluster.id,
+                              now=utcnow())  # fmt: skip
+        except (ValueError, ca.CertificateError) as exc:
+            raise InvalidParameter(f"invalid certificate request: {exc}") from exc
+        return ca.cert_pem(cert).decode()
+
+    # --- sessions (leader) ---------------------------------------------------------------
+
+    async def _session(self, conn: Connection, hello: dict[str, Any]) -> None:
+        assert conn.peer is not None
+        node_id = conn.peer.node_id
+        if not self.node.is_leader:
+            leader = self.leader_node_id()
+            node = self.state.nodes.get(leader) if leader else None
+            await conn.send(rpc.dump({"redirect": node.manager_addr if node else None}))
+            return
+        if node_id not in self.state.nodes:
+            await conn.send(rpc.dump({"error": {"kind": "NotFound",
+                                                "message": "node removed from the swarm"}}))  # fmt: skip
+            return
+        self._last_seen[node_id] = asyncio.get_running_loop().time()
+        addr = str(hello.get("addr", ""))
+        pusher = asyncio.create_task(
+            self._push_state(conn, node_id, want=bool(hello.get("want_state", True)))
+        )
+        try:
+            node = self.state.nodes[node_id]
+            if node.state != "ready" or (addr and node.addr != addr):
+                with contextlib.suppress(Exception):
+                    await self.propose({"op": "node.status", "id": node_id, "state": "ready",
+                                        "addr": addr, "now": stamp()})  # fmt: skip
+            while self.node.is_leader:
+                try:
+                    rpc.load(await asyncio.wait_for(conn.recv(), DOWN_AFTER))
+                except TimeoutError:
+                    return
+                self._last_seen[node_id] = asyncio.get_running_loop().time()
+        finally:
+            pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pusher
+
+    async def _push_state(self, conn: Connection, node_id: str, want: bool) -> None:
+        sent = -1
+        while self.node.is_leader:
+            frame: dict[str, Any] = {"managers": self.manager_addrs()}
+            if sent != self._generation:
+                sent = self._generation
+                if want:
+                    frame["state"] = worker_view(self.state).decode()
+            await conn.send(rpc.dump(frame))  # also the leader's heartbeat
+            changed = self.changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), HEARTBEAT_PERIOD)
+        await conn.close()
+
+    # --- leader duties ---------------------------------------------------------------------
+
+    async def _leader_duties(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(LEADER_DUTY_PERIOD)
+            if not self.node.is_leader or self.state.cluster is None:
+                self._was_leader = False
+                continue
+            now = loop.time()
+            if not self._was_leader:  # fresh leader: everyone gets a grace period
+                self._was_leader = True
+                self._last_seen = {n: now for n in self.state.nodes}
+            try:
+                await self._mark_nodes(now)
+                await self._reconcile_voters()
+                await self._rotate_keys()
+            except Exception:  # a duty that fails now runs again next round
+                continue
+
+    async def _mark_nodes(self, now: float) -> None:
+        for node in list(self.state.nodes.values()):
+            if node.id == self.node_id:
+                if node.state != "ready" or node.manager_addr != self.advertise:
+                    await self.propose({"op": "node.status", "id": node.id, "state": "ready",
+                                        "manager_addr": self.advertise, "now": stamp()})  # fmt: skip
+                continue
+            seen = self._last_seen.setdefault(node.id, now)
+            if node.state == "ready" and now - seen > DOWN_AFTER:
+                await self.propose({"op": "node.status", "id": node.id, "state": "down",
+                                    "now": stamp()})  # fmt: skip
+
+    async def _reconcile_voters(self) -> None:
+        managers = {raft_id_of(n.id) for n in self.state.nodes.values() if n.role == "manager"}
+        for voter in self.node.core.conf_state.voters:
+            if voter != self.raft_id and voter not in managers:
+                self.node.remove_voter(voter)
+                self.peers.forget(voter)
+                return  # one change at a time
+
+    async def _rotate_keys(self) -> None:
+        for subsystem, ring in self.state.keyrings.items():
+            rotated = dt.datetime.fromisoformat(ring.rotated_at) if ring.rotated_at else None
+            if len(ring.keys) < 3 or rotated is None or utcnow() - rotated > KEY_ROTATION:
+                await self.propose({"op": "keys.rotate", "subsystem": subsystem,
+                                    "key": secrets.token_hex(32), "now": utcnow().isoformat()})  # fmt: skip
+
+
+NO_LEADER = (
+    "rpc error: code = Unknown desc = The swarm does not have a leader. It's possible that "
+    "too few managers are online. Make sure more than half of the managers are online."
+)
