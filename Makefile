@@ -1,11 +1,15 @@
-# overlayd: `make demo` sets up and runs the single-host demo,
+# overlayd: `make demo` sets up and runs the two-host overlay tutorial (`make demo-bridge`
+# the single-host one),
 # `make test` sets up and runs the whole test suite.
-.PHONY: setup demo test unit integration lint bench clean
+.PHONY: setup demo demo-bridge test unit integration lint bench clean
 
 setup:
 	@bash scripts/setup.sh
 
 demo: setup
+	@bash scripts/demo-overlay.sh
+
+demo-bridge: setup
 	@bash scripts/demo-bridge.sh
 
 test: setup

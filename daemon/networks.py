@@ -24,7 +24,14 @@ from daemon.filters import Filters
 from daemon.logs import get_logger
 from daemon.records import PREDEFINED, EndpointRecord, NetworkRecord
 from daemon.store import Store
-from dataplane.model import BridgeSpec, Desired, EndpointSpec
+from dataplane.model import (
+    SANDBOX_BRIDGE,
+    BridgeSpec,
+    Desired,
+    EndpointSpec,
+    OverlaySpec,
+    PeerSpec,
+)
 from dataplane.netns import ContainerNetns
 from manager import ipam
 
@@ -74,6 +81,30 @@ class Kernel(Protocol):
     def host_routes(self) -> list[IPv4Network]:
         """Subnets the host already routes to (kept fresh by the engine)."""
         ...
+
+
+class SwarmNetworks(Protocol):
+    """The swarm's side of networking, as the NetworkService needs it (daemon.swarm_networks)."""
+
+    def active(self) -> bool: ...
+
+    def is_manager(self) -> bool: ...
+
+    def network_records(self) -> dict[str, NetworkRecord]: ...
+
+    async def create_network(self, req: CreateNetworkRequest) -> str: ...
+
+    async def remove_network(self, net_id: str) -> None: ...
+
+    async def allocate(self, net_id: str, endpoint_id: str, requested: IPv4Address | None) -> str: ...
+
+    async def release(self, net_id: str, endpoint_id: str) -> None: ...
+
+    def overlay_spec(self, net: NetworkRecord) -> OverlaySpec | None: ...
+
+    def peers(self, network_ids: set[str]) -> list[PeerSpec]: ...
+
+    def vtep(self) -> IPv4Address | None: ...
 
 
 @dataclass(frozen=True)
@@ -183,8 +214,16 @@ class NetworkService:
         self._generation = 0  # bumped by every committed change
         self._applied_generation = -1  # newest generation handed to the kernel
         self.changed = asyncio.Event()  # set when the kernel has catching up to do
-        self._networks: dict[str, NetworkRecord] = {n.id: n for n in store.networks()}
+        self._local: dict[str, NetworkRecord] = {n.id: n for n in store.networks()}
+        self.swarm: SwarmNetworks | None = None  # set by the engine
         self._endpoints: dict[str, EndpointRecord] = {e.id: e for e in store.endpoints()}
+
+    @property
+    def _networks(self) -> dict[str, NetworkRecord]:
+        """Local networks and, on a swarm node, the swarm's networks."""
+        if self.swarm is None:
+            return self._local
+        return {**self._local, **self.swarm.network_records()}
 
     # ----- start-up -------------------------------------------------------------------
 
@@ -235,7 +274,7 @@ class NetworkService:
         if created:
             self._commit(put_networks=created)
             for net in created:
-                self._networks[net.id] = net
+                self._local[net.id] = net
 
     # ----- queries ----------------------------------------------------------------------
 
@@ -319,13 +358,45 @@ class NetworkService:
         here, a few milliseconds later: nothing waits on an empty bridge, and the API
         answers at the speed of one fsync."""
         async with self._lock:
+            if self._is_swarm_request(req):
+                return await self._create_swarm_network(req), ""
             net = self._validate_create(req, api_version)
             self._commit(put_networks=[net])
-            self._networks[net.id] = net
+            self._local[net.id] = net
             self.changed.set()
             self._publish("create", net)
             log.info("network created", id=net.id, name=net.name, driver=net.driver)
             return net.id, ""
+
+    def _is_swarm_request(self, req: CreateNetworkRequest) -> bool:
+        swarm_kind = (req.driver or "bridge") == "overlay" or req.scope == "swarm" or req.ingress
+        return swarm_kind and self.swarm is not None and self.swarm.active()
+
+    async def _create_swarm_network(self, req: CreateNetworkRequest) -> str:
+        assert self.swarm is not None
+        if not self.swarm.is_manager():
+            raise Forbidden(
+                "Cannot create a multi-host network from a worker node. Please create the "
+                "network from a manager node."
+            )
+        if not req.name:
+            raise InvalidParameter("invalid name: name is empty")
+        if req.name in PREDEFINED:
+            raise Forbidden(f"operation is not permitted on predefined {req.name} network ")
+        if (req.driver or "bridge") not in ("overlay",):
+            raise InvalidParameter(f'driver "{req.driver}" does not support swarm scope')
+        if req.enable_ipv6:
+            raise InvalidParameter("IPv6 networks are not supported by overlayd yet")
+        if any(n.name == req.name for n in self._networks.values()):
+            raise Conflict(f"network with name {req.name} already exists")
+        _mtu_option(dict(req.options))
+        net_id = await self.swarm.create_network(req)
+        self.changed.set()
+        net = self.swarm.network_records().get(net_id)
+        if net is not None:
+            self._publish("create", net)
+        log.info("swarm network created", id=net_id, name=req.name)
+        return net_id
 
     def _validate_create(self, req: CreateNetworkRequest, api_version: str) -> NetworkRecord:
         name = req.name
@@ -373,7 +444,9 @@ class NetworkService:
         if any(n.ifname == ifname for n in self._networks.values()):
             raise Conflict(f"bridge name {ifname} is already in use by another network")
         if self._kernel.link_exists(ifname):
-            raise Conflict(f"bridge name {ifname} is already in use by a device overlayd did not create")
+            raise Conflict(
+                f"bridge name {ifname} is already in use by a device overlayd did not create"
+            )
         configs = ipam.parse_ipam_config(
             req.ipam_config,
             used_subnets=self._used_subnets(),
@@ -411,13 +484,24 @@ class NetworkService:
                 raise Forbidden(
                     f"error while removing network: network {net.name} has active endpoints ({names})"
                 )
+            if net.scope == "swarm":
+                assert self.swarm is not None
+                if not self.swarm.is_manager():
+                    raise Forbidden(
+                        f"network {net.name} is a swarm-scoped network and can only be removed "
+                        "on a manager node"
+                    )
+                await self.swarm.remove_network(net.id)
+                self.changed.set()
+                self._publish("destroy", net)
+                return
             await self._remove_networks_locked([net])
 
     async def _remove_networks_locked(self, nets: Iterable[NetworkRecord]) -> None:
         nets = list(nets)
         self._commit(delete_networks=[n.id for n in nets])
         for net in nets:
-            del self._networks[net.id]
+            del self._local[net.id]
         await self._converge_locked(best_effort=True)
         for net in nets:
             self._publish("destroy", net)
@@ -434,7 +518,7 @@ class NetworkService:
             until_ns = parse_timestamp(value, self._clock_ns() / 1e9)
         async with self._lock:
             victims = []
-            for net in self._networks.values():
+            for net in self._local.values():
                 if net.predefined or self._endpoints_of(net.id):
                     continue
                 if until_ns is not None and _created_ns(net.created) > until_ns:
@@ -489,15 +573,31 @@ class NetworkService:
                     raise Forbidden(
                         f"endpoint with name {ep.container_name} already exists in network {net.name}"
                     )
-            pool = self._pool(net)
-            ip = pool.allocate(requested)
+            ep_id = secrets.token_hex(32)
+            swarm = self.swarm if net.scope == "swarm" else None
+            if swarm is not None:
+                if not net.attachable:
+                    raise Forbidden(
+                        f"Could not attach to network {net.name}: rpc error: code = "
+                        f"PermissionDenied desc = network {net.name} not manually attachable"
+                    )
+                ip = IPv4Interface(await swarm.allocate(net.id, ep_id, requested)).ip
+                pool = None
+            else:
+                pool = self._pool(net)
+                ip = pool.allocate(requested)
             cfg = _subnet_config(net, ip)
-            ifname = await self._kernel.free_ifname(cns.path, {e.ifname for e in siblings})
+            try:
+                ifname = await self._kernel.free_ifname(cns.path, {e.ifname for e in siblings})
+            except BaseException:
+                if swarm is not None:
+                    await swarm.release(net.id, ep_id)
+                raise
             gateway = ""
             if not net.internal and cfg.gateway and not any(e.gateway for e in siblings):
                 gateway = str(cfg.gateway)
             ep = EndpointRecord(
-                id=secrets.token_hex(32),
+                id=ep_id,
                 network_id=net.id,
                 container_id=cid,
                 container_name=name,
@@ -510,8 +610,10 @@ class NetworkService:
                 gateway=gateway,
             )
             old_last = net.ipam_last
-            net.ipam_last = str(pool.last) if pool.last else None
-            self._commit(put_networks=[net], put_endpoints=[ep])
+            local_nets = [net] if pool is not None else []
+            if pool is not None:
+                net.ipam_last = str(pool.last) if pool.last else None
+            self._commit(put_networks=local_nets, put_endpoints=[ep])
             self._endpoints[ep.id] = ep
             try:
                 gone = await self._converge_locked()
@@ -520,8 +622,10 @@ class NetworkService:
             except Exception:
                 del self._endpoints[ep.id]
                 net.ipam_last = old_last
-                self._commit(put_networks=[net], delete_endpoints=[ep.id])
+                self._commit(put_networks=local_nets, delete_endpoints=[ep.id])
                 await self._converge_locked(best_effort=True)
+                if swarm is not None:
+                    await swarm.release(net.id, ep.id)
                 raise
             self._publish("connect", net, container=cid)
             log.info("endpoint connected", network=net.name, container=name, ip=ep.ipv4)
@@ -609,6 +713,11 @@ class NetworkService:
             self._commit(delete_endpoints=[ep.id])
             del self._endpoints[ep.id]
             await self._converge_locked(best_effort=True)
+            if net.scope == "swarm" and self.swarm is not None:
+                try:
+                    await self.swarm.release(net.id, ep.id)
+                except Exception as exc:  # the address stays taken; never the endpoint
+                    log.warning("could not release a swarm address", error=str(exc))
             self._publish("disconnect", net, container=ep.container_id)
             log.info("endpoint disconnected", network=net.name, container=ep.container_name)
 
@@ -649,7 +758,44 @@ class NetworkService:
                         default_gateway=IPv4Address(ep.gateway) if ep.gateway else None,
                     )
                 )
-        return Desired(bridges=frozenset(bridges), endpoints=frozenset(endpoints))
+        overlays, used = self._overlay_desired(endpoints)
+        if self.swarm is None or not overlays:
+            return Desired(bridges=frozenset(bridges), endpoints=frozenset(endpoints))
+        return Desired(
+            bridges=frozenset(bridges),
+            endpoints=frozenset(endpoints),
+            overlays=frozenset(overlays),
+            peers=frozenset(self.swarm.peers(used)),
+            vtep=self.swarm.vtep(),
+        )
+
+    def _overlay_desired(self, endpoints: set[EndpointSpec]) -> tuple[set[OverlaySpec], set[str]]:
+        """Overlay sandboxes for swarm networks with local endpoints, and those endpoints."""
+        overlays: set[OverlaySpec] = set()
+        if self.swarm is None:
+            return overlays, set()
+        records = self.swarm.network_records()
+        for ep in self._endpoints.values():
+            net = records.get(ep.network_id)
+            spec = self.swarm.overlay_spec(net) if net is not None else None
+            if spec is None:
+                continue
+            overlays.add(spec)
+            endpoints.add(
+                EndpointSpec(
+                    endpoint_id=ep.id,
+                    network_id=net.id,
+                    bridge=SANDBOX_BRIDGE,
+                    host_ifname=f"ove-{ep.id[:11]}",
+                    netns_path=ep.netns_path,
+                    ifname=ep.ifname,
+                    address=IPv4Interface(ep.ipv4),
+                    mac=ep.mac,
+                    mtu=spec.mtu,
+                    default_gateway=IPv4Address(ep.gateway) if ep.gateway else None,
+                )
+            )
+        return overlays, {o.network_id for o in overlays}
 
     def _commit(self, **change: Any) -> None:
         """Persist one change; every change makes a new generation of desired state."""

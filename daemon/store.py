@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS networks (
 );
 CREATE TABLE IF NOT EXISTS endpoints (
     id TEXT PRIMARY KEY,
-    network_id TEXT NOT NULL REFERENCES networks(id),
+    network_id TEXT NOT NULL,
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS endpoints_by_network ON endpoints(network_id);
@@ -44,7 +44,9 @@ class Store:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
+        # An endpoint may belong to a swarm network, which the cluster holds, not this
+        # table: the service keeps the endpoint/network link consistent itself.
+        self._db.execute("PRAGMA foreign_keys=OFF")
         self._db.executescript(_SCHEMA)
 
         self._on_commit = on_commit  # told after each commit, so an fsync gets scheduled

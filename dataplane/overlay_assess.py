@@ -148,6 +148,11 @@ def _vxlans(desired: Desired, observed: Observed, run_dir: str, out: OverlayAsse
         holder = foreign.get((o.vni, o.dstport))
         if desired.vtep is None:
             out.problems.append(f"overlay network {o.network_id}: no VTEP address known")
+        elif not _bridge_usable(observed, sandbox_path(run_dir, o.network_id)):
+            out.problems.append(
+                f"overlay network {o.network_id}: its sandbox holds a {SANDBOX_BRIDGE} "
+                "overlayd did not make; remove it by hand"
+            )
         elif holder is not None:
             out.problems.append(
                 f"overlay network {o.network_id}: VNI {o.vni} (port {o.dstport}) is held by "
@@ -155,6 +160,15 @@ def _vxlans(desired: Desired, observed: Observed, run_dir: str, out: OverlayAsse
             )
         else:
             out.vxlan_ok.add(o.network_id)
+
+
+def _bridge_usable(observed: Observed, path: str) -> bool:
+    """No sandbox yet, or its br0 is absent or ours: the vxlan can be enslaved to it."""
+    sandbox = observed.sandboxes.get(path)
+    if sandbox is None or not sandbox.alive:
+        return True
+    br = sandbox.links.get(SANDBOX_BRIDGE)
+    return br is None or ours(br)
 
 
 def _peers(desired: Desired, o: OverlaySpec, out: OverlayAssessment) -> None:

@@ -1,0 +1,167 @@
+"""Swarm networks as the NetworkService sees them: records, IPs and the overlay plan.
+
+The replicated state is the source: every node holds it (managers in raft, workers
+through their session), so a network created on a manager is known with the same ID,
+VNI and subnet everywhere. Remote endpoints come from the swarm's address allocations:
+each names the node it lives on, whose address is the VTEP.
+"""
+
+from __future__ import annotations
+
+import socket
+from ipaddress import IPv4Address, IPv4Interface
+
+from daemon.errors import Unavailable
+from daemon.networks import OPT_MTU, CreateNetworkRequest, _mtu_option
+from daemon.records import NetworkRecord
+from daemon.swarm import SwarmService, new_network_id
+from dataplane.model import OverlaySpec, PeerSpec
+from dataplane.mtu import overlay_mtu
+from manager.ipam import mac_for
+from manager.manager import stamp
+from manager.state import SwarmNetwork
+
+OPT_ENCRYPTED = "encrypted"
+
+
+def _record(net: SwarmNetwork) -> NetworkRecord:
+    return NetworkRecord(
+        id=net.id,
+        name=net.name,
+        driver="overlay",
+        scope="swarm",
+        created=net.created_at,
+        internal=net.internal,
+        attachable=net.attachable,
+        ingress=net.ingress,
+        ipam_config=net.configs(),
+        options=dict(net.options),
+        labels=dict(net.labels),
+        user_subnet=True,
+    )
+
+
+class SwarmNetworkAdapter:
+    def __init__(self, svc: SwarmService, underlay_mtu: int = 1500) -> None:
+        self._svc = svc
+        self.underlay_mtu = underlay_mtu
+        self._cache: tuple[int, dict[str, NetworkRecord]] | None = None
+
+    def active(self) -> bool:
+        return self._svc.identity is not None
+
+    def is_manager(self) -> bool:
+        return self._svc.control_available
+
+    def network_records(self) -> dict[str, NetworkRecord]:
+        state = self._svc.view()
+        if state is None:
+            return {}
+        key = state.applied_index
+        if self._cache is None or self._cache[0] != key or len(self._cache[1]) != len(state.networks):
+            self._cache = (key, {n.id: _record(n) for n in state.networks.values()})
+        return self._cache[1]
+
+    async def create_network(self, req: CreateNetworkRequest) -> str:
+        return str(
+            await self._svc.propose(
+                {
+                    "op": "network.create",
+                    "now": stamp(),
+                    "network": {
+                        "id": new_network_id(),
+                        "name": req.name,
+                        "ipam_config": req.ipam_config,
+                        "labels": dict(req.labels),
+                        "options": dict(req.options),
+                        "attachable": req.attachable,
+                        "internal": req.internal,
+                        "ingress": req.ingress,
+                    },
+                }
+            )
+        )
+
+    async def remove_network(self, net_id: str) -> None:
+        await self._svc.propose({"op": "network.remove", "id": net_id})
+
+    def _node_id(self) -> str:
+        ident = self._svc.identity
+        if ident is None:
+            raise Unavailable("This node is not part of a swarm")
+        return ident.node_id
+
+    async def allocate(self, net_id: str, endpoint_id: str, requested: IPv4Address | None) -> str:
+        cmd = {"op": "ip.allocate", "network_id": net_id, "endpoint_id": endpoint_id,
+               "node_id": self._node_id(), "requested": str(requested) if requested else None}  # fmt: skip
+        return str(await self._svc.call_managers(cmd))
+
+    async def release(self, net_id: str, endpoint_id: str) -> None:
+        await self._svc.call_managers({"op": "ip.release", "network_id": net_id,
+                                       "endpoint_id": endpoint_id, "node_id": self._node_id()})  # fmt: skip
+
+    def overlay_spec(self, net: NetworkRecord) -> OverlaySpec | None:
+        state = self._svc.view()
+        swarm_net = state.networks.get(net.id) if state is not None else None
+        if swarm_net is None or state is None or not net.ipam_config:
+            return None
+        cfg = net.ipam_config[0]
+        if cfg.gateway is None:
+            return None
+        encrypted = OPT_ENCRYPTED in net.options
+        mtu = overlay_mtu(self.underlay_mtu, encrypted=encrypted)
+        if OPT_MTU in net.options:
+            mtu = _mtu_option(net.options)
+        return OverlaySpec(
+            network_id=net.id,
+            vni=swarm_net.vni,
+            subnet=cfg.subnet,
+            gateway=IPv4Interface(f"{cfg.gateway}/{cfg.subnet.prefixlen}"),
+            mtu=mtu,
+            dstport=state.cluster.data_path_port if state.cluster else 4789,
+            encrypted=encrypted,
+        )
+
+    def peers(self, network_ids: set[str]) -> list[PeerSpec]:
+        state = self._svc.view()
+        ident = self._svc.identity
+        if state is None or ident is None:
+            return []
+        out = []
+        for alloc in state.allocations.values():
+            if alloc.network_id not in network_ids or alloc.node_id == ident.node_id:
+                continue
+            node = state.nodes.get(alloc.node_id)
+            if node is None or node.state == "down" or not node.addr:
+                continue
+            ip = IPv4Interface(alloc.address).ip
+            out.append(PeerSpec(alloc.network_id, ip, mac_for(ip), IPv4Address(node.addr)))
+        return out
+
+    def vtep(self) -> IPv4Address | None:
+        ident = self._svc.identity
+        try:
+            return IPv4Address(ident.data_addr) if ident else None
+        except ValueError:
+            return None
+
+
+def underlay_mtu_of(addr: str) -> int:
+    """MTU of the interface holding `addr`; 1500 when it cannot be told."""
+    import fcntl
+    import struct
+
+    try:
+        for _, name in socket.if_nameindex():
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                req = struct.pack("256s", name.encode()[:15])
+                try:
+                    got = fcntl.ioctl(s.fileno(), 0x8915, req)  # SIOCGIFADDR
+                except OSError:
+                    continue
+                if socket.inet_ntoa(got[20:24]) == addr:
+                    mtu = fcntl.ioctl(s.fileno(), 0x8921, req)  # SIOCGIFMTU
+                    return int(struct.unpack("i", mtu[16:20])[0])
+    except OSError:
+        pass
+    return 1500

@@ -1,0 +1,106 @@
+"""The seed tutorial across real overlayd hosts, then isolation and restarts:
+containers (namespaces) on different hosts reach each other over VXLAN on their own
+overlay network, not across networks, and kill -9 of overlayd does not cut them off."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.cluster import Cluster, cluster_of
+from tests.integration.harness import Host, Netns, wait_for
+
+
+def ping(ns: Netns, ip: str, count: int = 1) -> bool:
+    res = ns.sh("ping", "-c", str(count), "-W", "1", "-i", "0.2", ip, check=False)
+    return res.returncode == 0
+
+
+def ip_of(host: Host, net: str, container: str) -> str:
+    fmt = "{{range $k, $v := .Containers}}{{$v.Name}}={{$v.IPv4Address}} {{end}}"
+    out = host.docker("network", "inspect", net, "--format", fmt).stdout.split()
+    return dict(item.split("=", 1) for item in out)[container].split("/")[0]
+
+
+def tcp_ok(client: Netns, server: Netns, ip: str) -> bool:
+    """A real TCP exchange: a one-shot echo server in one netns, a client in the other."""
+    code = (
+        "import socket,sys;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+        "s.bind(('0.0.0.0',7777));s.listen(1);print('up',flush=True);c,_=s.accept();"
+        "c.sendall(c.recv(16))"
+    )
+    srv = server.popen(sys.executable, "-c", code, stdout=subprocess.PIPE)
+    try:
+        assert srv.stdout is not None and srv.stdout.readline().strip() == b"up"
+        cli = client.sh(sys.executable, "-c",
+                        f"import socket;c=socket.create_connection(('{ip}',7777),3);"
+                        "c.sendall(b'hello');print(c.recv(16).decode())", check=False)  # fmt: skip
+        return cli.stdout.strip() == "hello"
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Cluster]:
+    with cluster_of(3, tag="ov") as c:
+        h = c.hosts
+        h[0].docker("swarm", "init", "--advertise-addr", c.addr(0))
+        token = h[0].docker("swarm", "join-token", "-q", "worker").stdout.strip()
+        for host in h[1:]:
+            host.docker("swarm", "join", "--token", token, f"{c.addr(0)}:2377")
+        yield c
+
+
+def test_tutorial_then_mesh_and_isolation(lab: Cluster) -> None:
+    h = lab.hosts
+    h[0].docker("network", "create", "--driver=overlay", "--attachable", "test-net")
+    h[0].docker("network", "create", "--driver=overlay", "--attachable", "other-net")
+    wait_for(lambda: all(x.docker("network", "inspect", "other-net", check=False).returncode == 0
+                         for x in h), timeout=10, what="networks on every host")  # fmt: skip
+    a = [host.container(f"a{i}") for i, host in enumerate(h)]
+    b = [host.container(f"b{i}") for i, host in enumerate(h)]
+    for i, host in enumerate(h):
+        host.docker("network", "connect", "test-net", a[i].name)
+        host.docker("network", "connect", "other-net", b[i].name)
+    ips_a = [ip_of(h[i], "test-net", a[i].name) for i in range(3)]
+    ips_b = [ip_of(h[i], "other-net", b[i].name) for i in range(3)]
+    link = a[0].sh("ip", "-o", "link", "show", "eth0").stdout
+    assert " mtu 1450 " in link  # underlay 1500 - 50 (VXLAN over IPv4)
+    for i in range(3):
+        for j in range(3):
+            if i != j:
+                assert wait_for(lambda i=i, j=j: ping(a[i], ips_a[j]), timeout=5,
+                                what=f"a{i} -> a{j}")  # fmt: skip
+                assert ping(b[i], ips_b[j]), f"b{i} -> b{j}"
+    assert tcp_ok(a[0], a[2], ips_a[2])
+    for i in range(3):
+        for j in range(3):
+            assert not ping(a[i], ips_b[j]), f"a{i} reached b{j} across networks"
+    # inspect on a node lists that node's endpoints
+    names = h[1].docker("network", "inspect", "test-net", "--format",
+                        "{{range .Containers}}{{.Name}} {{end}}").stdout.split()  # fmt: skip
+    assert names == [a[1].name]
+
+
+def test_kill9_keeps_traffic_and_restart_keeps_state(lab: Cluster) -> None:
+    h = lab.hosts
+    h[0].docker("network", "create", "--driver=overlay", "--attachable", "kill-net")
+    c0, c1 = h[0].container("k0"), h[1].container("k1")
+    wait_for(lambda: h[1].docker("network", "inspect", "kill-net", check=False).returncode == 0,
+             timeout=10, what="kill-net on host1")  # fmt: skip
+    h[0].docker("network", "connect", "kill-net", c0.name)
+    h[1].docker("network", "connect", "kill-net", c1.name)
+    ip1 = ip_of(h[1], "kill-net", c1.name)
+    assert wait_for(lambda: ping(c0, ip1), timeout=5, what="k0 -> k1")
+    h[1].kill9()
+    assert ping(c0, ip1, count=3)  # the kernel carries on without the daemon
+    h[1].start()
+    assert ping(c0, ip1, count=3)
+    assert h[1].docker("network", "inspect", "kill-net", "--format",
+                       "{{len .Containers}}").stdout.strip() == "1"  # fmt: skip
+    links = c1.sh("ip", "-o", "link").stdout.splitlines()
+    assert [line.split(":")[1].strip().split("@")[0] for line in links] == ["lo", "eth0"]
