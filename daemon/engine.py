@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from daemon.config import Config
 from daemon.events import EventBus
+from daemon.gossip_service import GossipService
 from daemon.logs import get_logger
 from daemon.networks import Convergence, NetworkService
 from daemon.store import Store
@@ -99,6 +100,12 @@ class Engine:
         )  # fmt: skip
         self.swarm_networks = SwarmNetworkAdapter(self.swarm_service)
         self.networks.swarm = self.swarm_networks
+        self.gossip = GossipService(
+            self.swarm_service, self.store, self.networks.swarm_endpoints,
+            on_change=self.networks.changed.set,
+        )  # fmt: skip
+        self.swarm_networks.liveness = self.gossip.liveness
+        self.swarm_networks.remote_entries = self.gossip.remote_entries
         self.node_identity = self._identity()
         self.advertise_addr = config.advertise_addr
         self._tasks: list[asyncio.Task[None]] = []
@@ -124,6 +131,7 @@ class Engine:
 
     def _swarm_changed(self) -> None:
         self.networks.changed.set()  # swarm networks and peers may have changed
+        self.gossip.wake.set()  # keys, nodes, membership
 
     async def start(self) -> None:
         self.kernel.routes = await host_routes()  # before the default bridge picks a subnet
@@ -132,12 +140,14 @@ class Engine:
         self.swarm_networks.underlay_mtu = underlay_mtu_of(self.advertise_addr)
         await self.networks.start()
         await self.swarm_service.start()
+        self.gossip.start()
         self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="reconcile"))
         self._tasks.append(asyncio.create_task(self._flush_loop(), name="flush"))
         log.info("engine started", state_dir=self.config.state_dir, pid=os.getpid())
 
     async def stop(self) -> None:
         """Stop background work; the kernel state stays so traffic keeps flowing."""
+        await self.gossip.stop()
         await self.swarm_service.stop()
         for task in self._tasks:
             task.cancel()
@@ -169,6 +179,7 @@ class Engine:
             except TimeoutError:
                 fresh = True  # safety net: re-read the whole kernel
             changed.clear()
+            self.gossip.wake.set()  # publish local endpoint changes
             try:
                 await self.networks.converge(fresh=fresh)
             except Exception as exc:  # the safety net must never die

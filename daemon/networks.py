@@ -303,6 +303,13 @@ class NetworkService:
             raise InvalidParameter(_ambiguous(term, len(by_prefix), "ID prefix", wording))
         raise NotFound(f"network {term} not found")
 
+    def swarm_endpoints(self) -> list[EndpointRecord]:
+        """Local endpoints on swarm networks: what this host publishes through gossip."""
+        if self.swarm is None:
+            return []
+        swarm_ids = set(self.swarm.network_records())
+        return [e for e in self._endpoints.values() if e.network_id in swarm_ids]
+
     def inspect(self, term: str) -> NetworkView:
         return self._view(self.find(term, "inspect"))
 
@@ -627,6 +634,8 @@ class NetworkService:
                 if swarm is not None:
                     await swarm.release(net.id, ep.id)
                 raise
+            if swarm is not None:
+                self.changed.set()  # gossip publishes it
             self._publish("connect", net, container=cid)
             log.info("endpoint connected", network=net.name, container=name, ip=ep.ipv4)
             return ep
@@ -718,6 +727,7 @@ class NetworkService:
                     await self.swarm.release(net.id, ep.id)
                 except Exception as exc:  # the address stays taken; never the endpoint
                     log.warning("could not release a swarm address", error=str(exc))
+                self.changed.set()  # gossip withdraws it
             self._publish("disconnect", net, container=ep.container_id)
             log.info("endpoint disconnected", network=net.name, container=ep.container_name)
 

@@ -9,7 +9,9 @@ each names the node it lives on, whose address is the VTEP.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Interface
+from typing import Any
 
 from daemon.errors import Unavailable
 from daemon.networks import OPT_MTU, CreateNetworkRequest, _mtu_option
@@ -44,6 +46,9 @@ def _record(net: SwarmNetwork) -> NetworkRecord:
 class SwarmNetworkAdapter:
     def __init__(self, svc: SwarmService, underlay_mtu: int = 1500) -> None:
         self._svc = svc
+        # Set by the engine when gossip runs: which hosts are alive, and remote records.
+        self.liveness: Callable[[], dict[str, bool]] = dict
+        self.remote_entries: Callable[[set[str]], list[tuple[str, str, Any]]] = lambda n: []
         self.underlay_mtu = underlay_mtu
         self._cache: tuple[int, dict[str, NetworkRecord]] | None = None
 
@@ -58,7 +63,11 @@ class SwarmNetworkAdapter:
         if state is None:
             return {}
         key = state.applied_index
-        if self._cache is None or self._cache[0] != key or len(self._cache[1]) != len(state.networks):
+        if (
+            self._cache is None
+            or self._cache[0] != key
+            or len(self._cache[1]) != len(state.networks)
+        ):
             self._cache = (key, {n.id: _record(n) for n in state.networks.values()})
         return self._cache[1]
 
@@ -123,20 +132,35 @@ class SwarmNetworkAdapter:
         )
 
     def peers(self, network_ids: set[str]) -> list[PeerSpec]:
+        """Allocations on other hosts (raft: durable) whose host is alive, by gossip where
+        gossip knows it (fast), else by the manager's heartbeat view; plus records gossip
+        brought that the replicated state has not shown us yet."""
         state = self._svc.view()
         ident = self._svc.identity
         if state is None or ident is None:
             return []
-        out = []
+        alive = self.liveness()
+        out: dict[tuple[str, IPv4Address], PeerSpec] = {}
         for alloc in state.allocations.values():
             if alloc.network_id not in network_ids or alloc.node_id == ident.node_id:
                 continue
             node = state.nodes.get(alloc.node_id)
-            if node is None or node.state == "down" or not node.addr:
+            if node is None or not node.addr:
+                continue
+            if not alive.get(node.id, node.state != "down"):
                 continue
             ip = IPv4Interface(alloc.address).ip
-            out.append(PeerSpec(alloc.network_id, ip, mac_for(ip), IPv4Address(node.addr)))
-        return out
+            out[(alloc.network_id, ip)] = PeerSpec(alloc.network_id, ip, mac_for(ip),
+                                                   IPv4Address(node.addr))  # fmt: skip
+        for net, _owner, rec in self.remote_entries(network_ids):
+            try:
+                ip, vtep = IPv4Address(rec.ip), IPv4Address(rec.vtep)
+            except ValueError:
+                continue
+            if vtep == self.vtep():
+                continue
+            out.setdefault((net, ip), PeerSpec(net, ip, rec.mac.lower(), vtep))
+        return list(out.values())
 
     def vtep(self) -> IPv4Address | None:
         ident = self._svc.identity

@@ -111,6 +111,7 @@ class Manager:
             on_change=self._changed,
         )
         self._server: asyncio.Server | None = None
+        self._campaign_now = bootstrap or force_new_cluster
         self._tasks: list[asyncio.Task[None]] = []
         self._last_seen: dict[str, float] = {}
         self._learned: dict[int, str] = {}  # raft ID → address, from peers' raft hellos
@@ -126,6 +127,8 @@ class Manager:
             self.listen[0], self.listen[1], ctx, self.creds.root, self._handle, utcnow
         )
         self.node.start()
+        if self._campaign_now:
+            self.node.campaign()
         self._tasks.append(asyncio.create_task(self._leader_duties(), name="leader-duties"))
 
     async def stop(self) -> None:

@@ -171,6 +171,10 @@ class RaftNode:
         with contextlib.suppress(RaftError):
             self.core.propose_conf_change(cc)
 
+    def campaign(self) -> None:
+        """Stand for election now: a new one-member cluster need not wait a timeout."""
+        self._post(lambda: self.core.campaign())
+
     def report_unreachable(self, raft_id: int) -> None:
         self._post(lambda: self.core.report_unreachable(raft_id))
 

@@ -163,3 +163,18 @@ def test_manager_leave_needs_force_and_worker_leaves(swarm: Cluster) -> None:
     assert me3 == "inactive"
     res = h[3].docker("node", "ls", check=False)
     assert res.returncode != 0 and 'docker swarm init' in res.stderr
+
+
+def test_dead_worker_is_marked_down_then_ready_again(swarm: Cluster) -> None:
+    h = swarm.hosts
+    me = json.loads(h[4].docker("info", "--format", "{{json .Swarm.NodeID}}").stdout)
+
+    def status() -> str:
+        return h[0].docker("node", "inspect", me, "--format", "{{.Status.State}}").stdout.strip()
+
+    h[4].kill9()
+    wait_for(lambda: status() == "down", timeout=10, what="the killed worker marked down")
+    h[4].start()
+    wait_for(lambda: status() == "ready", timeout=10, what="the restarted worker ready again")
+    state = json.loads(h[4].docker("info", "--format", "{{json .Swarm.LocalNodeState}}").stdout)
+    assert state == "active"  # the membership survived the restart

@@ -1,0 +1,214 @@
+"""GossipService: this node's gossip agent, driven by the swarm state and local endpoints.
+
+The raft store says which endpoints exist (address allocations, durable); gossip says,
+within a second, which hosts are alive and spreads endpoint records in milliseconds. The
+data plane takes a remote endpoint when either source has it and gossip does not hold its
+host dead: a host killed loses its FDB entries on peers as soon as SWIM declares it dead,
+a restart never empties the tables while gossip is still joining.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv4Interface
+
+from daemon.logs import get_logger
+from daemon.records import EndpointRecord as LocalEndpoint
+from daemon.store import Store
+from daemon.swarm import SwarmService
+from gossip.agent import GossipAgent
+from gossip.events import EndpointEvent, MemberDead, MemberEvent, MemberLeft
+from gossip.messages import EndpointRecord, State
+
+log = get_logger("overlayd.gossip")
+
+GOSSIP_PORT = 7946
+REJOIN_EVERY = 5.0  # seconds between attempts to reach swarm nodes gossip does not know
+
+
+class GossipService:
+    def __init__(
+        self,
+        swarm: SwarmService,
+        store: Store,
+        local_endpoints: Callable[[], list[LocalEndpoint]],
+        on_change: Callable[[], None],
+        port: int = GOSSIP_PORT,
+    ) -> None:
+        self._swarm = swarm
+        self._store = store
+        self._local_endpoints = local_endpoints
+        self._on_change = on_change
+        self.port = port
+        self.agent: GossipAgent | None = None
+        self._keys: tuple[str, ...] = ()
+        self._published: dict[tuple[str, str], EndpointRecord] = {}
+        self.wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.events_seen = 0
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="gossip")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        # No leave: peers must keep this host's entries while it restarts.
+        await self._stop_agent(leave=False)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_join = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self.wake.wait()
+            self.wake.clear()
+            try:
+                await self._sync()
+                if self.agent is not None and loop.time() - last_join > REJOIN_EVERY:
+                    last_join = loop.time()
+                    await self._join_missing()
+            except Exception as exc:  # the next round retries
+                log.warning("gossip sync failed", error=str(exc))
+
+    async def _stop_agent(self, leave: bool) -> None:
+        agent, self.agent = self.agent, None
+        self._published.clear()
+        self._keys = ()
+        if agent is not None:
+            await agent.stop(leave=leave)
+            self._on_change()
+
+    # --- following the swarm ------------------------------------------------------------------
+
+    async def _sync(self) -> None:
+        state = self._swarm.view()
+        ident = self._swarm.identity
+        ring = state.keyrings.get("gossip") if state is not None else None
+        if ident is None or state is None or ring is None or not ring.keys:
+            await self._stop_agent(leave=ident is None)
+            return
+        keys = tuple(ring.keys)
+        if self.agent is None:
+            await self._start_agent(ident.node_id, ident.data_addr, keys, ring.primary or keys[-1])
+        elif keys != self._keys:
+            assert ring.primary is not None
+            self.agent.set_keys([bytes.fromhex(k) for k in keys], bytes.fromhex(ring.primary))
+            self._keys = keys
+        self._publish_local(ident.data_addr)
+
+    async def _start_agent(self, name: str, addr: str, keys: tuple[str, ...], primary: str) -> None:
+        epoch = int(self._store.get_meta("gossip_epoch") or "0") + 1
+        self._store.commit(put_meta={"gossip_epoch": str(epoch)})
+        agent = GossipAgent(
+            name,
+            [bytes.fromhex(k) for k in keys],
+            primary=bytes.fromhex(primary),
+            bind_addr="0.0.0.0",
+            bind_port=self.port,
+            advertise_addr=addr,
+            on_member=self._member_event,
+            on_entry=self._entry_event,
+            epoch=epoch,
+        )
+        await agent.start()
+        self.agent = agent
+        self._keys = keys
+        # Our own entries first, then join: peers see no remove/add flap on a restart.
+        self._publish_local(addr)
+        await self._join_missing()
+        log.info("gossip started", addr=addr, port=self.port)
+
+    async def _join_missing(self) -> None:
+        state, agent = self._swarm.view(), self.agent
+        ident = self._swarm.identity
+        if state is None or agent is None or ident is None:
+            return
+        alive = {m.name for m in agent.members() if m.state == State.ALIVE}
+        seeds = [f"{n.addr}:{self.port}" for n in state.nodes.values()
+                 if n.id != ident.node_id and n.addr and n.id not in alive]  # fmt: skip
+        if seeds:
+            with contextlib.suppress(Exception):
+                await agent.join(seeds)
+
+    def _publish_local(self, vtep: str) -> None:
+        """Make the agent's networks and our entries match the local endpoints."""
+        agent = self.agent
+        if agent is None:
+            return
+        want: dict[tuple[str, str], EndpointRecord] = {}
+        for ep in self._local_endpoints():
+            ip = IPv4Interface(ep.ipv4).ip if ep.ipv4 else None
+            if ip is None:
+                continue
+            want[(ep.network_id, ep.id)] = EndpointRecord(
+                endpoint_id=ep.id, ip=str(ip), mac=ep.mac, vtep=vtep,
+                name=ep.container_name, aliases=tuple(ep.aliases),
+            )  # fmt: skip
+        nets = {net for net, _ in want}
+        for net in nets - agent.networks():
+            agent.join_network(net)
+        for key, rec in want.items():
+            if self._published.get(key) != rec:
+                agent.put_entry(key[0], key[1], rec)
+        for key in set(self._published) - set(want):
+            with contextlib.suppress(ValueError, KeyError):
+                agent.delete_entry(key[0], key[1])
+        for net in agent.networks() - nets:
+            agent.leave_network(net)
+        self._published = want
+
+    # --- events ------------------------------------------------------------------------------
+
+    def _member_event(self, event: MemberEvent) -> None:
+        self.events_seen += 1
+        if isinstance(event, MemberDead | MemberLeft):
+            log.info("gossip: host gone", node=event.name, kind=type(event).__name__)
+        self._on_change()
+
+    def _entry_event(self, event: EndpointEvent) -> None:
+        self.events_seen += 1
+        self._on_change()
+
+    # --- what the data plane asks --------------------------------------------------------------
+
+    def liveness(self) -> dict[str, bool]:
+        """Hosts gossip knows: alive (or suspect: still reachable as far as we know) or not."""
+        agent = self.agent
+        if agent is None:
+            return {}
+        return {m.name: m.state in (State.ALIVE, State.SUSPECT) for m in agent.members()}
+
+    def remote_entries(self, network_ids: set[str]) -> list[tuple[str, str, EndpointRecord]]:
+        """(network, owner, record) of other hosts' endpoints on those networks."""
+        agent = self.agent
+        if agent is None:
+            return []
+        out = []
+        for net in network_ids & agent.networks():
+            for ep_id, rec in agent.entries(net).items():
+                if (net, ep_id) not in self._published:
+                    out.append((net, "", rec))
+        return out
+
+    def members(self) -> list[tuple[str, str]]:
+        agent = self.agent
+        return [(m.name, m.state.name.lower()) for m in agent.members()] if agent else []
+
+    def table_sizes(self) -> dict[str, int]:
+        return self.agent.table_sizes() if self.agent is not None else {}
+
+    def stats(self) -> dict[str, int]:
+        return self.agent.stats() if self.agent is not None else {}
+
+
+def peer_ip(rec: EndpointRecord) -> IPv4Address:
+    return IPv4Address(rec.ip)
