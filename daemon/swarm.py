@@ -479,6 +479,10 @@ class SwarmService:
             raise Unavailable("only a manager can force a new cluster")
         await self._stop_roles()
         await self._run_role(bootstrap=False, force_new_cluster=True)
+        assert self.manager is not None
+        await self.manager.wait_leader(10)
+        await self.manager.read(timeout=10)
+        log.warning("forced a new one-manager cluster from this node's data")
         return self.identity.node_id
 
     async def join(self, req: JoinSwarmRequest) -> None:
