@@ -53,4 +53,6 @@ def network(view: NetworkView, api_version: str, *, detailed: bool = True) -> di
         }
     doc["Options"] = dict(net.options)
     doc["Labels"] = dict(net.labels)
+    if detailed and view.peers:
+        doc["Peers"] = [{"Name": name, "IP": ip} for name, ip in view.peers]
     return doc

@@ -109,6 +109,7 @@ class Engine:
         self.node_identity = self._identity()
         self.advertise_addr = config.advertise_addr
         self._tasks: list[asyncio.Task[None]] = []
+        self._gwbridge_task: asyncio.Task[None] | None = None
 
     def _identity(self) -> str:
         """A stable engine ID (Docker's /info `ID`), created once per state dir."""
@@ -132,14 +133,26 @@ class Engine:
     def _swarm_changed(self) -> None:
         self.networks.changed.set()  # swarm networks and peers may have changed
         self.gossip.wake.set()  # keys, nodes, membership
+        if self.swarm_service.identity is not None and self._gwbridge_task is None:
+            self._gwbridge_task = asyncio.create_task(self._ensure_gwbridge())
+
+    async def _ensure_gwbridge(self) -> None:
+        try:
+            await self.networks.ensure_gwbridge()
+        except Exception as exc:  # retried on the next swarm change
+            log.warning("could not create docker_gwbridge", error=str(exc))
+        finally:
+            self._gwbridge_task = None
 
     async def start(self) -> None:
         self.kernel.routes = await host_routes()  # before the default bridge picks a subnet
         if not self.advertise_addr:
             self.advertise_addr = await default_route_address()
         self.swarm_networks.underlay_mtu = underlay_mtu_of(self.advertise_addr)
-        await self.networks.start()
+        # The swarm view first: the start-up reconcile must see the swarm's networks, or it
+        # would tear down overlay endpoints that are working.
         await self.swarm_service.start()
+        await self.networks.start()
         self.gossip.start()
         self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="reconcile"))
         self._tasks.append(asyncio.create_task(self._flush_loop(), name="flush"))

@@ -18,6 +18,7 @@ from daemon.logs import get_logger
 from daemon.records import EndpointRecord as LocalEndpoint
 from daemon.store import Store
 from daemon.swarm import SwarmService
+from dataplane.reach import host_answers
 from gossip.agent import GossipAgent
 from gossip.events import EndpointEvent, MemberDead, MemberEvent, MemberLeft
 from gossip.messages import EndpointRecord, State
@@ -48,6 +49,10 @@ class GossipService:
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.events_seen = 0
+        # Hosts gossip holds dead whose kernel still answers (only the daemon is down):
+        # their endpoints stay programmed. Re-probed until gossip sees them again.
+        self._kernel_alive: dict[str, bool] = {}
+        self._probes: dict[str, asyncio.Task[None]] = {}
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -55,6 +60,8 @@ class GossipService:
         self._task = asyncio.create_task(self._run(), name="gossip")
 
     async def stop(self) -> None:
+        for task in list(self._probes.values()):
+            task.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -170,9 +177,40 @@ class GossipService:
 
     def _member_event(self, event: MemberEvent) -> None:
         self.events_seen += 1
-        if isinstance(event, MemberDead | MemberLeft):
-            log.info("gossip: host gone", node=event.name, kind=type(event).__name__)
+        if isinstance(event, MemberDead):
+            log.info("gossip: host's daemon unreachable", node=event.name)
+            if event.name not in self._probes:
+                self._kernel_alive[event.name] = False
+                self._probes[event.name] = asyncio.create_task(self._probe(event.name))
+            return  # the probe decides whether its endpoints go
+        if isinstance(event, MemberLeft):
+            log.info("gossip: host left", node=event.name)
         self._on_change()
+
+    async def _probe(self, node_id: str) -> None:
+        """While gossip holds `node_id` dead, ask its kernel: an echo reply means only the
+        daemon is down and its endpoints keep working."""
+        try:
+            while self.agent is not None and not self._gossip_alive(node_id):
+                state = self._swarm.view()
+                node = state.nodes.get(node_id) if state is not None else None
+                up = node is not None and bool(node.addr) and await host_answers(node.addr)
+                if up != self._kernel_alive.get(node_id):
+                    self._kernel_alive[node_id] = up
+                    log.info("gossip: dead daemon's host", node=node_id, kernel_answers=up)
+                self._on_change()
+                await asyncio.sleep(1.0)
+        finally:
+            self._probes.pop(node_id, None)
+            self._kernel_alive.pop(node_id, None)
+            self._on_change()
+
+    def _gossip_alive(self, node_id: str) -> bool:
+        agent = self.agent
+        if agent is None:
+            return False
+        return any(m.name == node_id and m.state in (State.ALIVE, State.SUSPECT)
+                   for m in agent.members())  # fmt: skip
 
     def _entry_event(self, event: EndpointEvent) -> None:
         self.events_seen += 1
@@ -185,7 +223,10 @@ class GossipService:
         agent = self.agent
         if agent is None:
             return {}
-        return {m.name: m.state in (State.ALIVE, State.SUSPECT) for m in agent.members()}
+        return {
+            m.name: m.state in (State.ALIVE, State.SUSPECT) or self._kernel_alive.get(m.name, False)
+            for m in agent.members()
+        }
 
     def remote_entries(self, network_ids: set[str]) -> list[tuple[str, str, EndpointRecord]]:
         """(network, owner, record) of other hosts' endpoints on those networks."""

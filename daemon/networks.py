@@ -56,6 +56,7 @@ HOST_NETWORK_ERROR = (
 )
 _MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 UNSUPPORTED_DRIVERS = ("macvlan", "ipvlan")
+GWBRIDGE = "docker_gwbridge"
 
 
 class Kernel(Protocol):
@@ -96,7 +97,9 @@ class SwarmNetworks(Protocol):
 
     async def remove_network(self, net_id: str) -> None: ...
 
-    async def allocate(self, net_id: str, endpoint_id: str, requested: IPv4Address | None) -> str: ...
+    async def allocate(
+        self, net_id: str, endpoint_id: str, requested: IPv4Address | None
+    ) -> str: ...
 
     async def release(self, net_id: str, endpoint_id: str) -> None: ...
 
@@ -105,6 +108,8 @@ class SwarmNetworks(Protocol):
     def peers(self, network_ids: set[str]) -> list[PeerSpec]: ...
 
     def vtep(self) -> IPv4Address | None: ...
+
+    def peer_hosts(self, net_id: str) -> list[tuple[str, str]]: ...
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,7 @@ class NetworkView:
 
     network: NetworkRecord
     endpoints: tuple[EndpointRecord, ...]
+    peers: tuple[tuple[str, str], ...] = ()  # swarm networks: (host name, address) taking part
 
 
 def rfc3339_nano(ns: int) -> str:
@@ -282,7 +288,8 @@ class NetworkService:
         return tuple(e for e in self._endpoints.values() if e.network_id == network_id)
 
     def _view(self, net: NetworkRecord) -> NetworkView:
-        return NetworkView(net, self._endpoints_of(net.id))
+        peers = self.swarm.peer_hosts(net.id) if net.scope == "swarm" and self.swarm else ()
+        return NetworkView(net, self._endpoints_of(net.id), tuple(peers))
 
     def find(self, term: str, wording: str = "delete") -> NetworkRecord:
         """Docker's lookup order: exact ID, exact name, then unique ID prefix.
@@ -601,8 +608,17 @@ class NetworkService:
                     await swarm.release(net.id, ep_id)
                 raise
             gateway = ""
-            if not net.internal and cfg.gateway and not any(e.gateway for e in siblings):
+            if (
+                swarm is None
+                and not net.internal
+                and cfg.gateway
+                and not any(e.gateway for e in siblings)
+            ):
                 gateway = str(cfg.gateway)
+            gw_ep: EndpointRecord | None = None
+            gw_net: NetworkRecord | None = None
+            if swarm is not None and not net.internal:
+                gw_net, gw_ep = await self._gateway_endpoint(cns, cid, siblings, {ifname})
             ep = EndpointRecord(
                 id=ep_id,
                 network_id=net.id,
@@ -620,16 +636,21 @@ class NetworkService:
             local_nets = [net] if pool is not None else []
             if pool is not None:
                 net.ipam_last = str(pool.last) if pool.last else None
-            self._commit(put_networks=local_nets, put_endpoints=[ep])
-            self._endpoints[ep.id] = ep
+            new_eps = [ep] if gw_ep is None else [ep, gw_ep]
+            if gw_net is not None:
+                local_nets.append(gw_net)
+            self._commit(put_networks=local_nets, put_endpoints=new_eps)
+            for e in new_eps:
+                self._endpoints[e.id] = e
             try:
                 gone = await self._converge_locked()
                 if ep.id in gone:
                     raise NotFound(f"No such container: {req.container}")
             except Exception:
-                del self._endpoints[ep.id]
+                for e in new_eps:
+                    del self._endpoints[e.id]
                 net.ipam_last = old_last
-                self._commit(put_networks=local_nets, delete_endpoints=[ep.id])
+                self._commit(put_networks=local_nets, delete_endpoints=[e.id for e in new_eps])
                 await self._converge_locked(best_effort=True)
                 if swarm is not None:
                     await swarm.release(net.id, ep.id)
@@ -639,6 +660,66 @@ class NetworkService:
             self._publish("connect", net, container=cid)
             log.info("endpoint connected", network=net.name, container=name, ip=ep.ipv4)
             return ep
+
+    async def ensure_gwbridge(self) -> None:
+        """Made when this node joins a swarm, as dockerd does."""
+        async with self._lock:
+            if any(n.name == GWBRIDGE for n in self._local.values()):
+                return
+            self._gwbridge_locked()
+            self.changed.set()
+
+    def _gwbridge_locked(self) -> NetworkRecord:
+        """docker_gwbridge: the way out for overlay endpoints (NAT, no traffic between
+        its endpoints), made on first need like dockerd does."""
+        for net in self._local.values():
+            if net.name == GWBRIDGE:
+                return net
+        req = CreateNetworkRequest(name=GWBRIDGE, options={
+            OPT_BRIDGE_NAME: GWBRIDGE, OPT_ICC: "false", OPT_MASQUERADE: "true",
+        })  # fmt: skip
+        net = self._validate_create(req, "1.51")
+        self._commit(put_networks=[net])
+        self._local[net.id] = net
+        self._publish("create", net)
+        log.info("network created", id=net.id, name=net.name, driver=net.driver)
+        return net
+
+    async def _gateway_endpoint(
+        self, cns: ContainerNetns, cid: str, siblings: list[EndpointRecord], taken: set[str]
+    ) -> tuple[NetworkRecord | None, EndpointRecord | None]:
+        """The container's docker_gwbridge endpoint, if it has none yet; it carries the
+        default route unless another network already does."""
+        gw = self._gwbridge_locked()
+        if any(e.network_id == gw.id for e in siblings):
+            return None, None
+        pool = self._pool(gw)
+        ip = pool.allocate(None)
+        gw.ipam_last = str(pool.last) if pool.last else None
+        cfg = _subnet_config(gw, ip)
+        ifname = await self._kernel.free_ifname(cns.path, {e.ifname for e in siblings} | taken)
+        route = cfg.gateway and not any(e.gateway for e in siblings)
+        return gw, EndpointRecord(
+            id=secrets.token_hex(32),
+            network_id=gw.id,
+            container_id=cid,
+            container_name=f"gateway_{cid[:12]}",
+            netns_path=cns.path,
+            netns_key=cns.key,
+            ifname=ifname,
+            ipv4=f"{ip}/{cfg.subnet.prefixlen}",
+            mac=ipam.mac_for(ip),
+            gateway=str(cfg.gateway) if route else "",
+        )
+
+    def _stale_gateway_endpoints(self, cid: str) -> list[EndpointRecord]:
+        """The container's gwbridge endpoint once no non-internal overlay needs it."""
+        records = self.swarm.network_records() if self.swarm is not None else {}
+        mine = [e for e in self._endpoints.values() if e.container_id == cid]
+        if any(e.network_id in records and not records[e.network_id].internal for e in mine):
+            return []
+        gw_ids = {n.id for n in self._local.values() if n.name == GWBRIDGE}
+        return [e for e in mine if e.network_id in gw_ids]
 
     def _validate_endpoint_settings(
         self, net: NetworkRecord, req: ConnectRequest
@@ -719,8 +800,11 @@ class NetworkService:
                 if ep is None:
                     # A plain fmt.Errorf in dockerd, hence a 500.
                     raise SystemError_(f"container {cid} is not connected to network {net.name}")
-            self._commit(delete_endpoints=[ep.id])
             del self._endpoints[ep.id]
+            stale = self._stale_gateway_endpoints(ep.container_id) if net.scope == "swarm" else []
+            for e in stale:
+                del self._endpoints[e.id]
+            self._commit(delete_endpoints=[ep.id, *(e.id for e in stale)])
             await self._converge_locked(best_effort=True)
             if net.scope == "swarm" and self.swarm is not None:
                 try:

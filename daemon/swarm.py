@@ -202,6 +202,8 @@ class SwarmService:
         )
         try:
             await self._run_role(bootstrap=False)
+            if self.manager is not None:
+                await self.manager.caught_up_locally()
         except OSError as exc:
             self.error = f"could not resume swarm membership: {exc}"
             log.error("swarm resume failed", error=str(exc))
@@ -244,14 +246,32 @@ class SwarmService:
             ident.managers,
             ctx,
             want_state=ident.role != "manager",
-            on_state=lambda s: self._changed(),
+            on_state=self._took_state,
             on_managers=self._remember_managers,
         )
+        if ident.role != "manager":
+            self.agent.state = self._load_view()
         self.agent.start()
         self._watch = asyncio.create_task(self._watch_role(), name="swarm-role")
 
     def _changed(self) -> None:
         self._on_change()
+
+    def _took_state(self, state: SwarmState) -> None:
+        """A worker keeps the last state it was sent: after a restart it knows its
+        networks and peers at once, so the data plane is not torn down while the
+        session to the leader is being re-established."""
+        try:
+            _write_atomic(self.dir / "view.json", state.snapshot())
+        except OSError as exc:
+            log.warning("could not save the swarm view", error=str(exc))
+        self._changed()
+
+    def _load_view(self) -> SwarmState | None:
+        try:
+            return SwarmState.restore((self.dir / "view.json").read_bytes())
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def _remember_managers(self, managers: list[str]) -> None:
         if self.identity is not None and managers != self.identity.managers:

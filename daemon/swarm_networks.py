@@ -162,6 +162,15 @@ class SwarmNetworkAdapter:
             out.setdefault((net, ip), PeerSpec(net, ip, rec.mac.lower(), vtep))
         return list(out.values())
 
+    def peer_hosts(self, net_id: str) -> list[tuple[str, str]]:
+        """Hosts with endpoints on the network (docker network inspect's `Peers`)."""
+        state = self._svc.view()
+        if state is None:
+            return []
+        ids = sorted({a.node_id for a in state.allocations.values() if a.network_id == net_id})
+        nodes = [state.nodes[i] for i in ids if i in state.nodes]
+        return [(f"{n.hostname}-{n.id[:12]}", n.addr) for n in nodes]
+
     def vtep(self) -> IPv4Address | None:
         ident = self._svc.identity
         try:

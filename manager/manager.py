@@ -245,6 +245,15 @@ class Manager:
             raise Unavailable(NO_LEADER) from exc
         return self.state
 
+    async def caught_up_locally(self, timeout: float = 5.0) -> None:
+        """Wait until what this node's own log holds as committed is applied: after a
+        restart the state is then at least what it was before."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        target = self.storage.hard_state.commit
+        while self.node.applied < target and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+
     async def wait_leader(self, timeout: float = 5.0) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -4,6 +4,7 @@ overlay network, not across networks, and kill -9 of overlayd does not cut them 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -80,7 +81,19 @@ def test_tutorial_then_mesh_and_isolation(lab: Cluster) -> None:
     for i in range(3):
         for j in range(3):
             assert not ping(a[i], ips_b[j]), f"a{i} reached b{j} across networks"
-    # inspect on a node lists that node's endpoints
+    # the way out: docker_gwbridge (NAT) carries the default route, here to another
+    # host's underlay address; an --internal overlay has no route out at all
+    assert "docker_gwbridge" in h[0].docker("network", "ls", "--format", "{{.Name}}").stdout
+    assert ping(a[0], lab.addr(1))
+    h[0].docker("network", "create", "--driver=overlay", "--attachable", "--internal", "int-net")
+    lone = h[0].container("int")
+    h[0].docker("network", "connect", "int-net", lone.name)
+    assert "default" not in lone.sh("ip", "route").stdout
+    assert not ping(lone, lab.addr(1))
+    # inspect on a node lists that node's endpoints, and the hosts taking part as Peers
+    peers = json.loads(h[1].docker("network", "inspect", "test-net", "--format",
+                                   "{{json .Peers}}").stdout)  # fmt: skip
+    assert sorted(p["IP"] for p in peers) == [lab.addr(0), lab.addr(1), lab.addr(2)]
     names = h[1].docker("network", "inspect", "test-net", "--format",
                         "{{range .Containers}}{{.Name}} {{end}}").stdout.split()  # fmt: skip
     assert names == [a[1].name]
@@ -103,4 +116,5 @@ def test_kill9_keeps_traffic_and_restart_keeps_state(lab: Cluster) -> None:
     assert h[1].docker("network", "inspect", "kill-net", "--format",
                        "{{len .Containers}}").stdout.strip() == "1"  # fmt: skip
     links = c1.sh("ip", "-o", "link").stdout.splitlines()
-    assert [line.split(":")[1].strip().split("@")[0] for line in links] == ["lo", "eth0"]
+    names = sorted(line.split(":")[1].strip().split("@")[0] for line in links)
+    assert names == ["eth0", "eth1", "lo"]  # the overlay, docker_gwbridge: nothing doubled
