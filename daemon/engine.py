@@ -13,6 +13,7 @@ from ipaddress import IPv4Network
 
 from prometheus_client import CollectorRegistry
 
+from daemon.cluster_metrics import ClusterCollector
 from daemon.config import Config
 from daemon.events import EventBus
 from daemon.gossip_service import GossipService
@@ -104,6 +105,7 @@ class Engine:
             self.swarm_service, self.store, self.networks.swarm_endpoints,
             on_change=self.networks.changed.set,
         )  # fmt: skip
+        self.metrics.register(ClusterCollector(self.swarm_service, self.gossip))
         self.swarm_networks.liveness = self.gossip.liveness
         self.swarm_networks.remote_entries = self.gossip.remote_entries
         self.node_identity = self._identity()
