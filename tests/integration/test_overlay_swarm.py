@@ -4,6 +4,7 @@ overlay network, not across networks, and kill -9 of overlayd does not cut them 
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -13,6 +14,31 @@ import pytest
 
 from tests.integration.cluster import Cluster, cluster_of
 from tests.integration.harness import Host, Netns, wait_for
+
+STREAM_SERVER = """
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 7788)); s.listen(1); print("up", flush=True)
+c, _ = s.accept(); c.settimeout(0.1); total = 0; start = time.monotonic(); nxt = start + 0.1
+while True:
+    try:
+        data = c.recv(65536)
+        if not data:
+            break
+        total += len(data)
+    except TimeoutError:
+        pass
+    if time.monotonic() >= nxt:
+        print(f"{time.monotonic() - start:.2f} {total}", flush=True); nxt += 0.1
+"""
+STREAM_CLIENT = """
+import socket, time
+c = socket.create_connection(("{ip}", 7788), 3); print("connected", flush=True)
+end = time.monotonic() + 6
+while time.monotonic() < end:
+    c.sendall(b"x" * 4096); time.sleep(0.002)
+c.close()
+"""
 
 
 def ping(ns: Netns, ip: str, count: int = 1) -> bool:
@@ -109,10 +135,26 @@ def test_kill9_keeps_traffic_and_restart_keeps_state(lab: Cluster) -> None:
     h[1].docker("network", "connect", "kill-net", c1.name)
     ip1 = ip_of(h[1], "kill-net", c1.name)
     assert wait_for(lambda: ping(c0, ip1), timeout=5, what="k0 -> k1")
-    h[1].kill9()
-    assert ping(c0, ip1, count=3)  # the kernel carries on without the daemon
-    h[1].start()
-    assert ping(c0, ip1, count=3)
+    # A TCP stream from k0 to k1 runs through kill -9 and restart of k1's overlayd.
+    server = c1.popen(sys.executable, "-c", STREAM_SERVER, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "up"
+        client = c0.popen(sys.executable, "-c", STREAM_CLIENT.format(ip=ip1), stdout=subprocess.PIPE,
+                          text=True)  # fmt: skip
+        assert client.stdout is not None and client.stdout.readline().strip() == "connected"
+        h[1].kill9()
+        assert ping(c0, ip1, count=3)  # the kernel carries on without the daemon
+        h[1].start()
+        assert ping(c0, ip1, count=3)
+        assert client.wait(30) == 0, "the stream broke"
+        samples = [line.split() for line in server.stdout.read().splitlines()]
+    finally:
+        server.kill()
+        server.wait()
+    counts = [int(n) for _, n in samples]
+    assert counts and counts[-1] > 0
+    stalls = [float(t) for (t, n), (_, m) in itertools.pairwise(samples) if n == m]
+    assert len(stalls) <= 2, f"the stream stalled at {stalls}"  # 100 ms samples
     assert h[1].docker("network", "inspect", "kill-net", "--format",
                        "{{len .Containers}}").stdout.strip() == "1"  # fmt: skip
     links = c1.sh("ip", "-o", "link").stdout.splitlines()
