@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import ipaddress
 import json
 import os
+import random
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -184,6 +186,7 @@ class SwarmService:
         self.agent: SessionAgent | None = None
         self._lock = asyncio.Lock()
         self._watch: asyncio.Task[None] | None = None
+        self._renewal: tuple[bytes, dt.datetime] | None = None
         self.error = ""
 
     # --- lifecycle --------------------------------------------------------------------
@@ -297,12 +300,24 @@ class SwarmService:
             if state is None or self.identity is None:
                 continue
             me = state.nodes.get(self.identity.node_id)
-            if me is None or me.role == self.identity.role:
+            if me is None:
+                continue
+            due = self.creds is not None and utcnow() >= self._renew_at()
+            if me.role == self.identity.role and not due:
                 continue
             try:
                 await self._switch_role(me.role)
             except Exception as exc:  # retried on the next round
-                log.warning("role change failed", role=me.role, error=str(exc))
+                log.warning("certificate or role change failed", role=me.role, error=str(exc))
+
+    def _renew_at(self) -> dt.datetime:
+        """When this node's certificate is renewed: at 50-80 % of its life (swarmkit's
+        rule), picked once per certificate."""
+        assert self.creds is not None
+        if self._renewal is None or self._renewal[0] != self.creds.cert_pem:
+            cert = ca.load_cert(self.creds.cert_pem)
+            self._renewal = (self.creds.cert_pem, ca.renewal_time(cert, random.Random()))
+        return self._renewal[1]
 
     async def _switch_role(self, role: str) -> None:
         assert self.identity is not None and self.agent is not None
@@ -314,7 +329,8 @@ class SwarmService:
             creds = Credentials(self.creds.ca_pem, str(cert).encode(), ca.key_pem(key))
             if creds.identity().role != role:
                 return
-            if self.manager is not None:
+            same = role == self.identity.role  # a renewal: same role, same raft membership
+            if self.manager is not None and not same:
                 await self.manager.leave_gracefully()
             watch, self._watch = self._watch, None
             await self._stop_roles()
@@ -326,13 +342,13 @@ class SwarmService:
                     f"{ip}:{_host_port(self.identity.listen_addr, SWARM_PORT)[1]}"
                 )
             self._save_identity()
-            if role == "manager":
+            if role == "manager" and not same:
                 with contextlib.suppress(FileNotFoundError):
                     (self.dir / "raft.db").unlink()
             await self._run_role(bootstrap=False)
-            if role == "manager":
+            if role == "manager" and not same:
                 await self._ask_to_join_raft()
-            log.info("role changed", role=role)
+            log.info("certificate renewed" if same else "role changed", role=role)
             if watch is not None:
                 watch.cancel()
 
@@ -609,6 +625,9 @@ class SwarmService:
         state = await manager.read()
         assert state.cluster is not None
         root = ca.load_cert(state.cluster.ca_cert_pem.encode())
+        expiry = ((spec or {}).get("CAConfig") or {}).get("NodeCertExpiry")
+        if isinstance(expiry, int) and 0 < expiry < 3_600_000_000_000:
+            raise InvalidParameter("minimum certificate expiry time is 1h0m0s")
         cmd: dict[str, Any] = {"op": "cluster.update", "version": version,
                                "spec": merge_spec(DEFAULT_SPEC, spec), "now": stamp()}  # fmt: skip
         if rotate_worker:

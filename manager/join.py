@@ -118,6 +118,7 @@ class JoinService:
     current_tokens: Callable[[], tuple[str, str]]
     register: Register
     now: Callable[[], dt.datetime]
+    validity: Callable[[], dt.timedelta] = lambda: ca.NODE_VALIDITY
 
     def role_for(self, token_text: str) -> str | None:
         try:
@@ -166,8 +167,9 @@ class JoinService:
         )
         try:
             cert = self.root.issue(
-                csr, node_id=node_id, role=role, cluster_id=self.cluster_id, now=self.now()
-            )
+                csr, node_id=node_id, role=role, cluster_id=self.cluster_id, now=self.now(),
+                validity=self.validity(),
+            )  # fmt: skip
         except ca.CertificateError as exc:
             return {"error": str(exc)}
         try:

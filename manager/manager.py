@@ -315,7 +315,8 @@ class Manager:
             assert c is not None
             return c.worker_token, c.manager_token
 
-        return JoinService(root, cluster.id, current, self._register, utcnow)
+        return JoinService(root, cluster.id, current, self._register, utcnow,
+                           validity=lambda: node_validity(self.state))  # fmt: skip
 
     async def _register(self, node_id: str, role: str, req: JoinRequest) -> list[str]:
         now = stamp()
@@ -378,7 +379,7 @@ class Manager:
         try:
             csr = x509.load_pem_x509_csr(csr_pem.encode())
             cert = root.issue(csr, node_id=node.id, role=node.role, cluster_id=cluster.id,
-                              now=utcnow())  # fmt: skip
+                              now=utcnow(), validity=node_validity(self.state))  # fmt: skip
         except (ValueError, ca.CertificateError) as exc:
             raise InvalidParameter(f"invalid certificate request: {exc}") from exc
         return ca.cert_pem(cert).decode()
@@ -479,6 +480,18 @@ class Manager:
             if len(ring.keys) < 3 or rotated is None or utcnow() - rotated > KEY_ROTATION:
                 await self.propose({"op": "keys.rotate", "subsystem": subsystem,
                                     "key": secrets.token_hex(32), "now": utcnow().isoformat()})  # fmt: skip
+
+
+MIN_CERT_EXPIRY = dt.timedelta(hours=1)  # dockerd refuses less
+
+
+def node_validity(state: SwarmState) -> dt.timedelta:
+    """Node certificates live CAConfig.NodeCertExpiry (ns; swarmkit default 90 days)."""
+    spec = state.cluster.spec if state.cluster is not None else {}
+    ns = (spec.get("CAConfig") or {}).get("NodeCertExpiry") or 0
+    if not isinstance(ns, int) or ns <= 0:
+        return ca.NODE_VALIDITY
+    return max(dt.timedelta(microseconds=ns // 1000), MIN_CERT_EXPIRY)
 
 
 NO_LEADER = (

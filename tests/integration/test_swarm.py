@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from tests.integration.cluster import Cluster, cluster_of
 from tests.integration.harness import Host, wait_for
@@ -101,7 +104,14 @@ def test_join_token_rotation_refuses_the_old_token(swarm: Cluster) -> None:
     res = extra.docker("swarm", "join", "--token", old, f"{swarm.addr(0)}:2377", check=False)
     assert res.returncode != 0 and "valid join token is necessary" in res.stderr
     assert json.loads(extra.docker("info", "--format", "{{json .Swarm.LocalNodeState}}").stdout) == "inactive"
+    bad = h[0].docker("swarm", "update", "--cert-expiry", "30m", check=False)
+    assert bad.returncode != 0 and "minimum certificate expiry time is 1h0m0s" in bad.stderr
+    h[0].docker("swarm", "update", "--cert-expiry", "2h")
     extra.docker("swarm", "join", "--token", new, f"{swarm.addr(0)}:2377")
+    cert = x509.load_pem_x509_certificate((Path(extra.state_dir) / "swarm/cert.pem").read_bytes())
+    life = cert.not_valid_after_utc - cert.not_valid_before_utc
+    assert timedelta(hours=3) <= life <= timedelta(hours=3, minutes=5)  # 2 h + 1 h backdate
+    h[0].docker("swarm", "update", "--cert-expiry", "2160h")
     extra.docker("swarm", "leave")
     assert json.loads(extra.docker("info", "--format", "{{json .Swarm.LocalNodeState}}").stdout) == "inactive"
 
