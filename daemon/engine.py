@@ -107,6 +107,7 @@ class Engine:
         )  # fmt: skip
         self.metrics.register(ClusterCollector(self.swarm_service, self.gossip))
         self.swarm_networks.liveness = self.gossip.liveness
+        self.swarm_service.node_gone = self.gossip.is_dead
         self.swarm_networks.remote_entries = self.gossip.remote_entries
         self.node_identity = self._identity()
         self.advertise_addr = config.advertise_addr

@@ -228,6 +228,13 @@ class GossipService:
             for m in agent.members()
         }
 
+    def is_dead(self, node_id: str) -> bool:
+        """Gossip declared this node's daemon dead (whatever its kernel does)."""
+        agent = self.agent
+        if agent is None:
+            return False
+        return any(m.name == node_id and m.state == State.DEAD for m in agent.members())
+
     def remote_entries(self, network_ids: set[str]) -> list[tuple[str, str, EndpointRecord]]:
         """(network, owner, record) of other hosts' endpoints on those networks."""
         agent = self.agent

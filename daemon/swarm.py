@@ -187,6 +187,8 @@ class SwarmService:
         self._lock = asyncio.Lock()
         self._watch: asyncio.Task[None] | None = None
         self._renewal: tuple[bytes, dt.datetime] | None = None
+        # Set by the engine to gossip's verdict: the node's daemon is unreachable.
+        self.node_gone: Callable[[str], bool] = lambda node_id: False
         self.error = ""
 
     # --- lifecycle --------------------------------------------------------------------
@@ -241,6 +243,7 @@ class SwarmService:
                 bootstrap=bootstrap,
                 force_new_cluster=force_new_cluster,
                 on_change=self._changed,
+                node_gone=lambda node_id: self.node_gone(node_id),
             )
             await self.manager.start()
         self.agent = SessionAgent(

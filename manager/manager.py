@@ -88,8 +88,10 @@ class Manager:
         bootstrap: bool = False,
         force_new_cluster: bool = False,
         on_change: Callable[[], None] = lambda: None,
+        node_gone: Callable[[str], bool] = lambda node_id: False,
     ) -> None:
         ident = creds.identity()
+        self._node_gone = node_gone  # a faster failure detector's verdict (gossip)
         self.node_id = ident.node_id
         self.raft_id = raft_id_of(ident.node_id)
         self.creds = creds
@@ -111,7 +113,6 @@ class Manager:
             on_change=self._changed,
         )
         self._server: asyncio.Server | None = None
-        self._campaign_now = bootstrap or force_new_cluster
         self._tasks: list[asyncio.Task[None]] = []
         self._last_seen: dict[str, float] = {}
         self._learned: dict[int, str] = {}  # raft ID → address, from peers' raft hellos
@@ -127,8 +128,6 @@ class Manager:
             self.listen[0], self.listen[1], ctx, self.creds.root, self._handle, utcnow
         )
         self.node.start()
-        if self._campaign_now:
-            self.node.campaign()
         self._tasks.append(asyncio.create_task(self._leader_duties(), name="leader-duties"))
 
     async def stop(self) -> None:
@@ -260,7 +259,9 @@ class Manager:
         while self.node.leader == 0:
             if loop.time() >= deadline:
                 raise Unavailable(NO_LEADER)
-            await asyncio.sleep(0.02)
+            if self.node.core.conf_state.voters == {self.raft_id}:
+                self.node.campaign()  # alone: no need to wait for an election timeout
+            await asyncio.sleep(0.01)
 
     # --- the 2377 listener --------------------------------------------------------------
 
@@ -462,7 +463,11 @@ class Manager:
                                         "manager_addr": self.advertise, "now": stamp()})  # fmt: skip
                 continue
             seen = self._last_seen.setdefault(node.id, now)
-            if node.state == "ready" and now - seen > DOWN_AFTER:
+            silent = now - seen
+            # Heartbeats alone take DOWN_AFTER; gossip's "dead" confirmed by a missed
+            # heartbeat is enough sooner.
+            gone = silent > 1.5 * HEARTBEAT_PERIOD and self._node_gone(node.id)
+            if node.state == "ready" and (silent > DOWN_AFTER or gone):
                 await self.propose({"op": "node.status", "id": node.id, "state": "down",
                                     "now": stamp()})  # fmt: skip
 
