@@ -159,6 +159,7 @@ class Engine:
         self.gossip.start()
         self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="reconcile"))
         self._tasks.append(asyncio.create_task(self._flush_loop(), name="flush"))
+        self._tasks.append(asyncio.create_task(self._orphan_loop(), name="orphans"))
         log.info("engine started", state_dir=self.config.state_dir, pid=os.getpid())
 
     async def stop(self) -> None:
@@ -184,6 +185,17 @@ class Engine:
             await asyncio.sleep(FLUSH_DELAY)
             self._unsynced.clear()
             await asyncio.to_thread(self.store.sync)
+
+    async def _orphan_loop(self) -> None:
+        """Swarm addresses this node holds without an endpoint go back, every few seconds."""
+        while True:
+            await asyncio.sleep(RECONCILE_INTERVAL)
+            if self.swarm_service.identity is None:
+                continue
+            try:
+                await self.networks.release_orphaned_addresses()
+            except Exception as exc:  # the next round retries
+                log.warning("orphaned address check failed", error=str(exc))
 
     async def _reconcile_loop(self) -> None:
         """Converge as soon as a change asks for it, and every few seconds regardless."""

@@ -111,6 +111,8 @@ class SwarmNetworks(Protocol):
 
     def peer_hosts(self, net_id: str) -> list[tuple[str, str]]: ...
 
+    def orphans(self, local_endpoint_ids: set[str]) -> list[tuple[str, str]]: ...
+
 
 @dataclass(frozen=True)
 class Convergence:
@@ -309,6 +311,22 @@ class NetworkService:
         if len(by_prefix) > 1:
             raise InvalidParameter(_ambiguous(term, len(by_prefix), "ID prefix", wording))
         raise NotFound(f"network {term} not found")
+
+    async def release_orphaned_addresses(self) -> int:
+        """Give back swarm addresses allocated to this node that no local endpoint holds:
+        a release that failed while the managers were unreachable, or a crash between
+        allocation and commit. Left alone, peers would keep routing to them."""
+        if self.swarm is None:
+            return 0
+        async with self._lock:  # a connect in flight holds it from allocate to commit
+            orphans = self.swarm.orphans(set(self._endpoints))
+        for net_id, ep_id in orphans:
+            try:
+                await self.swarm.release(net_id, ep_id)
+                log.info("released an orphaned swarm address", network=net_id, endpoint=ep_id)
+            except Exception as exc:  # retried on the next round
+                log.warning("could not release an orphaned swarm address", error=str(exc))
+        return len(orphans)
 
     def swarm_endpoints(self) -> list[EndpointRecord]:
         """Local endpoints on swarm networks: what this host publishes through gossip."""

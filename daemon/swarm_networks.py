@@ -162,6 +162,18 @@ class SwarmNetworkAdapter:
             out.setdefault((net, ip), PeerSpec(net, ip, rec.mac.lower(), vtep))
         return list(out.values())
 
+    def orphans(self, local_endpoint_ids: set[str]) -> list[tuple[str, str]]:
+        """(network, endpoint) allocations naming this node with no local endpoint."""
+        state = self._svc.view()
+        ident = self._svc.identity
+        if state is None or ident is None:
+            return []
+        return sorted(
+            (a.network_id, a.endpoint_id)
+            for a in state.allocations.values()
+            if a.node_id == ident.node_id and a.endpoint_id not in local_endpoint_ids
+        )
+
     def peer_hosts(self, net_id: str) -> list[tuple[str, str]]:
         """Hosts with endpoints on the network (docker network inspect's `Peers`)."""
         state = self._svc.view()

@@ -7,6 +7,7 @@ like a real one. Everything created here is removed by `close()`, also after fai
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -22,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from dataplane.layout import run_dir_for, sandbox_dir
 
 REPO = Path(__file__).resolve().parents[2]
 OVERLAYD = str(Path(sys.executable).with_name("overlayd"))
@@ -207,10 +210,26 @@ class Host:
         try:
             self.stop()
         finally:
+            remove_sandboxes(run_dir_for(self.state_dir))
             for ns in self.containers:
                 delete_netns(ns.name)
             delete_netns(self.ns.name)
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def remove_sandboxes(run_dir: str) -> None:
+    """overlayd leaves its overlay sandboxes in place when stopped (traffic must survive a
+    restart); a test host is gone for good, so its sandbox bind mounts go too."""
+    ns_dir = sandbox_dir(run_dir)
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(ns_dir):
+            path = os.path.join(ns_dir, name)
+            subprocess.run(["umount", path], capture_output=True, check=False)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    for d in (ns_dir, run_dir):
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
 
 
 def make_host(tag: str = "h") -> Host:
