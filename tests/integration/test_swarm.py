@@ -168,9 +168,14 @@ def test_manager_leave_needs_force_and_worker_leaves(swarm: Cluster) -> None:
     h = swarm.hosts
     res = h[1].docker("swarm", "leave", check=False)
     assert res.returncode != 0 and "participating as a manager" in res.stderr
+    gone = json.loads(h[3].docker("info", "--format", "{{json .Swarm.NodeID}}").stdout)
     h[3].docker("swarm", "leave")
     me3 = json.loads(h[3].docker("info", "--format", "{{json .Swarm.LocalNodeState}}").stdout)
     assert me3 == "inactive"
+    wait_for(lambda: h[0].docker("node", "inspect", gone, "--format", "{{.Status.State}}")
+             .stdout.strip() == "down", timeout=10, what="the departed worker down")  # fmt: skip
+    h[0].docker("node", "rm", gone)
+    assert gone not in h[1].docker("node", "ls", "--format", "{{.ID}}").stdout
     res = h[3].docker("node", "ls", check=False)
     assert res.returncode != 0 and 'docker swarm init' in res.stderr
 
