@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from api import events, middlewares, networks, swarm, system
+from api import debug, events, middlewares, networks, swarm, system
 from api.decode import MAX_BODY
 from api.keys import ENGINE, ROUTE_OF_REQUEST
 from daemon.engine import Engine
@@ -38,6 +38,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/nodes/{id}", swarm.inspect_node),
     ("DELETE", "/nodes/{id}", swarm.delete_node),
     ("POST", "/nodes/{id}/update", swarm.update_node),
+    ("GET", "/debug/gossip", debug.gossip),
 ]
 
 

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from tests.integration.harness import REPO, Host, Reply, unique
+from tests.integration.harness import REPO, Host, Reply, unique, wait_for
 
 pytestmark = pytest.mark.kernel
 
@@ -862,6 +862,8 @@ def test_swarm_lifecycle_matches_the_contract(contract: Contract) -> None:
         b.call("POST", "/swarm/join", {"RemoteAddrs": [f"{c.addr(0)}:2377"], "JoinToken": token,
                                        "AdvertiseAddr": c.addr(1)}, expect=200)  # fmt: skip
         b.error("GET", "/nodes", expect=503, contains="Worker nodes can't be used")
+        wait_for(lambda: len(b.call("GET", "/debug/gossip", expect=200)["Members"]) == 2,
+                 timeout=10, what="both nodes in the gossip member list")  # fmt: skip
         worker = next(n for n in a.call("GET", "/nodes", expect=200) if n["ID"] != node_id)
         a.error("DELETE", f"/nodes/{worker['ID']}", expect=400, contains="is not down")
         b.call("POST", "/swarm/leave", expect=200)
