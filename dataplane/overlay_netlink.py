@@ -179,6 +179,8 @@ async def _create_vxlan(
             vxlan_local=str(vtep),
             vxlan_learning=0,
             vxlan_proxy=1,
+            # No outer UDP checksum, as Docker's vxlan: the inner packets carry their own.
+            vxlan_udp_csum=0,
         )
     except NetlinkError as e:
         if e.code == errno.EEXIST:
