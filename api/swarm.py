@@ -7,8 +7,6 @@ import platform
 from typing import Any
 
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from api.decode import field, query_bool_loose, read_json
 from api.keys import ENGINE
@@ -44,6 +42,9 @@ def _version_param(request: web.Request) -> int | None:
 
 
 def _tls_info(ca_pem: str) -> dict[str, str]:
+    from cryptography import x509  # only in a swarm: a daemon outside one never loads it
+    from cryptography.hazmat.primitives import serialization
+
     cert = x509.load_pem_x509_certificate(ca_pem.encode())
     subject = cert.subject.public_bytes()
     public_key = cert.public_key().public_bytes(

@@ -13,15 +13,18 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Interface
+from typing import TYPE_CHECKING
 
 from daemon.logs import get_logger
 from daemon.records import EndpointRecord as LocalEndpoint
 from daemon.store import Store
 from daemon.swarm import SwarmService
 from dataplane.reach import host_answers
-from gossip.agent import GossipAgent
 from gossip.events import EndpointEvent, MemberDead, MemberEvent, MemberLeft
 from gossip.messages import EndpointRecord, State
+
+if TYPE_CHECKING:
+    from gossip.agent import GossipAgent
 
 log = get_logger("overlayd.gossip")
 
@@ -113,6 +116,8 @@ class GossipService:
         self._publish_local(ident.data_addr)
 
     async def _start_agent(self, name: str, addr: str, keys: tuple[str, ...], primary: str) -> None:
+        from gossip.agent import GossipAgent  # with its crypto, only once in a swarm
+
         epoch = int(self._store.get_meta("gossip_epoch") or "0") + 1
         self._store.commit(put_meta={"gossip_epoch": str(epoch)})
         agent = GossipAgent(

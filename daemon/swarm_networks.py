@@ -20,8 +20,8 @@ from daemon.swarm import SwarmService, new_network_id
 from dataplane.model import OverlaySpec, PeerSpec
 from dataplane.mtu import overlay_mtu
 from manager.ipam import mac_for
-from manager.manager import stamp
 from manager.state import SwarmNetwork
+from manager.timefmt import stamp
 
 OPT_ENCRYPTED = "encrypted"
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,19 +25,12 @@ from cryptography.hazmat.primitives import serialization
 
 from manager import ca, tokens
 from manager.errors import InvalidParameter, OverlaydError
+from manager.ids import new_node_id
 from manager.transport import Connection
 
 INVALID_TOKEN = (
     "rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster"
 )
-NODE_ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-
-def new_node_id() -> str:
-    """25 lowercase base-36 characters, like swarmkit's IDs."""
-    return "".join(secrets.choice(NODE_ID_ALPHABET) for _ in range(25))
-
-
 @dataclass(frozen=True)
 class JoinRequest:
     hostname: str

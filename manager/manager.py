@@ -33,6 +33,7 @@ from manager.raft import recovery
 from manager.raft.errors import NotLeader
 from manager.state import SwarmState
 from manager.storage import SqliteLog
+from manager.timefmt import stamp, utcnow
 from manager.transport import Connection, FrameError
 
 HEARTBEAT_PERIOD = 1.0  # Docker: 5 s
@@ -40,16 +41,6 @@ DOWN_AFTER = 3 * HEARTBEAT_PERIOD
 KEY_ROTATION = dt.timedelta(hours=12)
 LEADER_DUTY_PERIOD = 0.25
 WORKER_OPS = {"ip.allocate", "ip.release"}  # what a worker may ask the managers to do
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def stamp(now: dt.datetime | None = None) -> str:
-    """Docker's timestamp format: RFC 3339 with nanoseconds, UTC."""
-    now = now or utcnow()
-    return now.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
 
 
 @dataclass(frozen=True)
