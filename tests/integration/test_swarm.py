@@ -5,6 +5,7 @@ token rotation, leave, leader loss under writes, overlay networks known everywhe
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -142,18 +143,31 @@ def test_leader_killed_while_writing_loses_no_acknowledged_network(swarm: Cluste
     leader_id = next(line.split()[0] for line in leader.splitlines() if "Leader" in line)
     leader_idx = ids.index(leader_id)
     others = [i for i in range(3) if i != leader_idx]
-    acked = []
-    for k in range(5):
-        res = h[others[0]].docker("network", "create", "-d", "overlay", f"kill-{k}", check=False)
-        if res.returncode == 0:
-            acked.append(f"kill-{k}")
-    h[leader_idx].kill9()
-    for k in range(5, 10):
-        res = h[others[k % 2]].docker("network", "create", "-d", "overlay", f"kill-{k}",
-                                      check=False, timeout=30)  # fmt: skip
-        if res.returncode == 0:
-            acked.append(f"kill-{k}")
-    assert len(acked) >= 8  # failover takes ~1-2 s; writes retry within 5 s
+    acked: list[str] = []
+    stop = threading.Event()
+
+    def writer(i: int) -> None:
+        """A client writing as fast as it can through a manager that stays up."""
+        k = 0
+        while not stop.is_set():
+            name = f"kill-{i}-{k}"
+            reply = h[i].request("POST", "/networks/create", {"Name": name, "Driver": "overlay"})
+            if reply.status == 201:
+                acked.append(name)
+            k += 1
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in others]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: len(acked) >= 5, timeout=10, what="writes before the kill")
+        before = len(acked)
+        h[leader_idx].kill9()
+        wait_for(lambda: len(acked) >= before + 5, timeout=15, what="writes after the failover")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
     names = set(h[others[1]].docker("network", "ls", "--format", "{{.Name}}").stdout.split())
     assert set(acked) <= names
     h[leader_idx].start()
