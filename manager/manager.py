@@ -270,12 +270,16 @@ class Manager:
                 self._learned[raft_id_of(conn.peer.node_id)] = addr
             await self._raft_stream(conn)
         elif kind == "call":
-            try:
-                value = await self._call(conn.peer, hello)
-                reply: dict[str, Any] = {"value": value}
-            except Exception as exc:
-                reply = rpc.error_doc(exc)
-            await conn.send(rpc.dump(reply))
+            # One call after another on the same connection: callers keep it open, so a
+            # forwarded write does not pay a TLS handshake each time.
+            while hello.get("type") == "call":
+                try:
+                    value = await self._call(conn.peer, hello)
+                    reply: dict[str, Any] = {"value": value}
+                except Exception as exc:
+                    reply = rpc.error_doc(exc)
+                await conn.send(rpc.dump(reply))
+                hello = rpc.load(await conn.recv())
         elif kind == "session":
             await self._session(conn, hello)
 

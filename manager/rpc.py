@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import weakref
 from typing import Any
 
 from manager import errors
@@ -61,21 +62,57 @@ def raise_error(doc: dict[str, Any]) -> None:
     raise _ERRORS.get(str(err.get("kind")), errors.SystemError_)(str(err.get("message", "")))
 
 
+# Open connections by TLS context (the identity they were made with), then address. A
+# context dropped after a certificate change takes its connections with it.
+_idle: weakref.WeakKeyDictionary[ssl.SSLContext, dict[str, list[Connection]]] = (
+    weakref.WeakKeyDictionary()
+)
+MAX_IDLE = 4
+
+
+def _pool(addr: str, ctx: ssl.SSLContext) -> list[Connection]:
+    return _idle.setdefault(ctx, {}).setdefault(addr, [])
+
+
+async def _open(addr: str, ctx: ssl.SSLContext, timeout: float) -> Connection:
+    pool = _pool(addr, ctx)
+    if pool:
+        return pool.pop()
+    host, _, port = addr.rpartition(":")
+    return await connect(host, int(port), ctx, timeout=min(timeout, 3.0))
+
+
+def _keep(addr: str, ctx: ssl.SSLContext, conn: Connection) -> bool:
+    pool = _pool(addr, ctx)
+    if len(pool) >= MAX_IDLE:
+        return False
+    pool.append(conn)
+    return True
+
+
 async def call(addr: str, ctx: ssl.SSLContext, request: dict[str, Any],
                timeout: float = CALL_TIMEOUT) -> Any:  # fmt: skip
-    """One request to the member at `addr` ("ip:port"); its value or its error."""
-    host, _, port = addr.rpartition(":")
-    conn: Connection | None = None
-    try:
-        conn = await connect(host, int(port), ctx, timeout=min(timeout, 3.0))
-        await conn.send(dump({"type": "call", **request}))
-        reply = load(await asyncio.wait_for(conn.recv(), timeout))
-    except (OSError, FrameError, ssl.SSLError, TimeoutError) as exc:
-        raise errors.Unavailable(
-            f"manager {addr} unreachable: {exc or type(exc).__name__}"
-        ) from exc
-    finally:
-        if conn is not None:
+    """One request to the member at `addr` ("ip:port"); its value or its error.
+
+    Connections are kept open for the next call; a kept one that turns out closed
+    (the peer restarted) is replaced once, transparently."""
+    for attempt in (0, 1):
+        reused = bool(_pool(addr, ctx))
+        conn: Connection | None = None
+        try:
+            conn = await _open(addr, ctx, timeout)
+            await conn.send(dump({"type": "call", **request}))
+            reply = load(await asyncio.wait_for(conn.recv(), timeout))
+        except (OSError, FrameError, ssl.SSLError, TimeoutError) as exc:
+            if conn is not None:
+                await conn.close()
+            if reused and attempt == 0 and not isinstance(exc, TimeoutError):
+                continue  # a stale pooled connection: try a fresh one
+            raise errors.Unavailable(
+                f"manager {addr} unreachable: {exc or type(exc).__name__}"
+            ) from exc
+        if not _keep(addr, ctx, conn):
             await conn.close()
-    raise_error(reply)
-    return reply.get("value")
+        raise_error(reply)
+        return reply.get("value")
+    raise AssertionError("unreachable")
