@@ -66,3 +66,43 @@ def test_swarm_inactive(client: docker.DockerClient) -> None:
     with pytest.raises(docker.errors.APIError) as exc:
         client.api.inspect_swarm()
     assert exc.value.status_code == 503
+
+
+def test_swarm_lifecycle_with_docker_py() -> None:
+    """What docker-py's swarm users call: init (decodes the JSON-string node ID), the
+    Swarm and Node models (ID, Version.Index), node update, join, network create with
+    driver overlay, and leave(force=True)."""
+    from tests.integration.cluster import cluster_of
+
+    with cluster_of(2, tag="dp") as c:
+        mgr = docker.DockerClient(base_url=f"unix://{c.hosts[0].socket}", version="auto")
+        wrk = docker.DockerClient(base_url=f"unix://{c.hosts[1].socket}", version="auto")
+        try:
+            node_id = mgr.swarm.init(advertise_addr=c.addr(0), default_addr_pool=["10.90.0.0/16"],
+                                     subnet_size=24)  # fmt: skip
+            assert isinstance(node_id, str) and len(node_id) == 25
+            mgr.swarm.reload()
+            assert mgr.swarm.id and mgr.swarm.version > 0
+            assert mgr.swarm.attrs["DefaultAddrPool"] == ["10.90.0.0/16"]
+            token = mgr.swarm.attrs["JoinTokens"]["Worker"]
+            assert wrk.swarm.join(remote_addrs=[f"{c.addr(0)}:2377"], join_token=token,
+                                  advertise_addr=c.addr(1)) is True  # fmt: skip
+            nodes = mgr.nodes.list()
+            assert len(nodes) == 2 and {n.attrs["Spec"]["Role"] for n in nodes} == {"manager", "worker"}
+            worker = mgr.nodes.list(filters={"role": "worker"})[0]
+            assert worker.update({"Availability": "drain", "Role": "worker", "Labels": {"x": "1"}})
+            worker.reload()
+            assert worker.attrs["Spec"]["Availability"] == "drain"
+            net = mgr.networks.create("dp-net", driver="overlay", attachable=True)
+            assert net.attrs["Scope"] == "swarm"
+            assert str(net.attrs["IPAM"]["Config"][0]["Subnet"]).startswith("10.90.")
+            with pytest.raises(docker.errors.APIError) as exc:
+                wrk.nodes.list()
+            assert exc.value.status_code == 503
+            assert wrk.swarm.leave(force=True) is True
+            net.remove()
+            assert mgr.swarm.leave(force=True) is True
+            assert mgr.info()["Swarm"]["LocalNodeState"] == "inactive"
+        finally:
+            mgr.close()
+            wrk.close()
