@@ -63,8 +63,12 @@ class GossipService:
         self._task = asyncio.create_task(self._run(), name="gossip")
 
     async def stop(self) -> None:
-        for task in list(self._probes.values()):
+        probes = list(self._probes.values())
+        for task in probes:
             task.cancel()
+        for task in probes:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -194,21 +198,29 @@ class GossipService:
 
     async def _probe(self, node_id: str) -> None:
         """While gossip holds `node_id` dead, ask its kernel: an echo reply means only the
-        daemon is down and its endpoints keep working."""
+        daemon is down and its endpoints keep working. Ends when gossip sees the node
+        again or the swarm no longer has it."""
         try:
+            self._on_change()  # dead until the first answer says otherwise
             while self.agent is not None and not self._gossip_alive(node_id):
                 state = self._swarm.view()
                 node = state.nodes.get(node_id) if state is not None else None
-                up = node is not None and bool(node.addr) and await host_answers(node.addr)
+                if node is None or not self._gossip_knows(node_id):
+                    break
+                up = bool(node.addr) and await host_answers(node.addr)
                 if up != self._kernel_alive.get(node_id):
                     self._kernel_alive[node_id] = up
                     log.info("gossip: dead daemon's host", node=node_id, kernel_answers=up)
-                self._on_change()
+                    self._on_change()
                 await asyncio.sleep(1.0)
         finally:
             self._probes.pop(node_id, None)
-            self._kernel_alive.pop(node_id, None)
-            self._on_change()
+            if self._kernel_alive.pop(node_id, False):
+                self._on_change()
+
+    def _gossip_knows(self, node_id: str) -> bool:
+        agent = self.agent
+        return agent is not None and any(m.name == node_id for m in agent.members())
 
     def _gossip_alive(self, node_id: str) -> bool:
         agent = self.agent

@@ -98,7 +98,7 @@ class SwarmNetworks(Protocol):
     async def remove_network(self, net_id: str) -> None: ...
 
     async def allocate(
-        self, net_id: str, endpoint_id: str, requested: IPv4Address | None
+        self, net_id: str, endpoint_id: str, requested: IPv4Address | None, mac: str = ""
     ) -> str: ...
 
     async def release(self, net_id: str, endpoint_id: str) -> None: ...
@@ -613,7 +613,9 @@ class NetworkService:
                         f"Could not attach to network {net.name}: rpc error: code = "
                         f"PermissionDenied desc = network {net.name} not manually attachable"
                     )
-                ip = IPv4Interface(await swarm.allocate(net.id, ep_id, requested)).ip
+                ip = IPv4Interface(
+                    await swarm.allocate(net.id, ep_id, requested, req.mac_address.lower())
+                ).ip
                 pool = None
             else:
                 pool = self._pool(net)
@@ -636,7 +638,11 @@ class NetworkService:
             gw_ep: EndpointRecord | None = None
             gw_net: NetworkRecord | None = None
             if swarm is not None and not net.internal:
-                gw_net, gw_ep = await self._gateway_endpoint(cns, cid, siblings, {ifname})
+                try:
+                    gw_net, gw_ep = await self._gateway_endpoint(cns, cid, siblings, {ifname})
+                except BaseException:
+                    await swarm.release(net.id, ep_id)
+                    raise
             ep = EndpointRecord(
                 id=ep_id,
                 network_id=net.id,
@@ -711,11 +717,11 @@ class NetworkService:
         gw = self._gwbridge_locked()
         if any(e.network_id == gw.id for e in siblings):
             return None, None
+        ifname = await self._kernel.free_ifname(cns.path, {e.ifname for e in siblings} | taken)
         pool = self._pool(gw)
         ip = pool.allocate(None)
-        gw.ipam_last = str(pool.last) if pool.last else None
+        gw.ipam_last = str(pool.last) if pool.last else None  # persisted with the endpoint
         cfg = _subnet_config(gw, ip)
-        ifname = await self._kernel.free_ifname(cns.path, {e.ifname for e in siblings} | taken)
         route = cfg.gateway and not any(e.gateway for e in siblings)
         return gw, EndpointRecord(
             id=secrets.token_hex(32),

@@ -191,6 +191,8 @@ class SwarmService:
         self._lock = asyncio.Lock()
         self._watch: asyncio.Task[None] | None = None
         self._renewal: tuple[bytes, dt.datetime] | None = None
+        self._closed = False
+        self._fallback_view: SwarmState | None = None
         # Set by the engine to gossip's verdict: the node's daemon is unreachable.
         self.node_gone: Callable[[str], bool] = lambda node_id: False
         self.error = ""
@@ -215,11 +217,12 @@ class SwarmService:
             await self._run_role(bootstrap=False)
             if self.manager is not None:
                 await self.manager.caught_up_locally()
-        except OSError as exc:
+        except Exception as exc:  # bridge networking must come up whatever the swarm does
             self.error = f"could not resume swarm membership: {exc}"
             log.error("swarm resume failed", error=str(exc))
 
     async def stop(self) -> None:
+        self._closed = True  # a role change in flight must not start anything now
         await self._stop_roles()
 
     async def _stop_roles(self) -> None:
@@ -240,6 +243,8 @@ class SwarmService:
         from manager.manager import Manager
 
         assert self.identity is not None and self.creds is not None
+        if self._closed:
+            return
         ident = self.identity
         ctx = self.creds.client_context()
         if ident.role == "manager":
@@ -263,6 +268,8 @@ class SwarmService:
             want_state=ident.role != "manager",
             on_state=self._took_state,
             on_managers=self._remember_managers,
+            on_removed=self._removed,
+            on_connected=self._session_up,
         )
         if ident.role != "manager":
             self.agent.state = self._load_view()
@@ -270,6 +277,19 @@ class SwarmService:
         self._watch = asyncio.create_task(self._watch_role(), name="swarm-role")
 
     def _changed(self) -> None:
+        self._on_change()
+
+    def _session_up(self) -> None:
+        if self.error.startswith("this node was removed"):
+            self.error = ""  # a transient refusal (a new leader still applying our join)
+            self._on_change()
+
+    def _removed(self) -> None:
+        """The managers no longer know this node (`docker node rm`): say so, as dockerd's
+        error state does; `docker swarm leave` clears it."""
+        if not self.error:
+            log.warning("this node was removed from the swarm")
+        self.error = "this node was removed from the swarm; run docker swarm leave"
         self._on_change()
 
     def _took_state(self, state: SwarmState) -> None:
@@ -314,13 +334,14 @@ class SwarmService:
             me = state.nodes.get(self.identity.node_id)
             if me is None:
                 continue
-            due = self.creds is not None and utcnow() >= self._renew_at()
-            if me.role == self.identity.role and not due:
-                continue
             try:
+                due = self.creds is not None and utcnow() >= self._renew_at()
+                if me.role == self.identity.role and not due:
+                    continue
                 await self._switch_role(me.role)
-            except Exception as exc:  # retried on the next round
+            except Exception as exc:  # retried a little later
                 log.warning("certificate or role change failed", role=me.role, error=str(exc))
+                await asyncio.sleep(5.0)
 
     def _renew_at(self) -> dt.datetime:
         """When this node's certificate is renewed: at 50-80 % of its life (swarmkit's
@@ -349,27 +370,47 @@ class SwarmService:
             if creds.identity().role != role:
                 return
             same = role == self.identity.role  # a renewal: same role, same raft membership
+            old_creds, old_identity = self.creds, Identity(**self.identity.__dict__)
+            self._fallback_view = self.view()  # served until a new manager has caught up
             if self.manager is not None and not same:
                 await self.manager.leave_gracefully()
             watch, self._watch = self._watch, None
             await self._stop_roles()
-            self._save_creds(creds)
-            self.identity.role = role
-            if role == "manager":
-                ip = self.identity.data_addr
-                self.identity.advertise_addr = (
-                    f"{ip}:{_host_port(self.identity.listen_addr, SWARM_PORT)[1]}"
-                )
-            self._save_identity()
-            if role == "manager" and not same:
-                with contextlib.suppress(FileNotFoundError):
-                    (self.dir / "raft.db").unlink()
-            await self._run_role(bootstrap=False)
-            if role == "manager" and not same:
-                await self._ask_to_join_raft()
+            try:
+                self._save_creds(creds)
+                self.identity.role = role
+                if role == "manager":
+                    ip = self.identity.data_addr
+                    port = _host_port(self.identity.listen_addr, SWARM_PORT)[1]
+                    self.identity.advertise_addr = f"{ip}:{port}"
+                self._save_identity()
+                if role == "manager" and not same:
+                    self._drop_raft_log()  # a fresh log from the leader
+                await self._run_role(bootstrap=False)
+                if role == "manager" and not same:
+                    await self._ask_to_join_raft()
+            except BaseException as exc:
+                # Back to what worked: the old role, its certificate, its data plane view.
+                log.warning("role change failed; staying as before", role=role, error=str(exc))
+                await self._stop_roles()
+                self._save_creds(old_creds)
+                self.identity = old_identity
+                self._save_identity()
+                if not self._closed:
+                    await self._run_role(bootstrap=False)  # with a watcher of its own
+                if watch is not None:
+                    watch.cancel()  # this (old) watcher ends at its next await
+                raise
+            if role == "worker" and not same:
+                self._drop_raft_log()  # a worker keeps no copy of the CA key
             log.info("certificate renewed" if same else "role changed", role=role)
             if watch is not None:
                 watch.cancel()
+
+    def _drop_raft_log(self) -> None:
+        for leftover in ("raft.db", "raft.db-wal", "raft.db-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.dir / leftover).unlink()
 
     async def _ask_to_join_raft(self) -> None:
         from manager import rpc
@@ -411,7 +452,10 @@ class SwarmService:
     def view(self) -> SwarmState | None:
         """The freshest state this node holds (not a linearizable read)."""
         if self.manager is not None:
-            return self.manager.state
+            state = self.manager.state
+            if state.cluster is None and self._fallback_view is not None:
+                return self._fallback_view  # a new manager's log is still arriving
+            return state
         if self.agent is not None:
             return self.agent.state
         return None

@@ -100,9 +100,11 @@ class SwarmNetworkAdapter:
             raise Unavailable("This node is not part of a swarm")
         return ident.node_id
 
-    async def allocate(self, net_id: str, endpoint_id: str, requested: IPv4Address | None) -> str:
+    async def allocate(self, net_id: str, endpoint_id: str, requested: IPv4Address | None,
+                       mac: str = "") -> str:  # fmt: skip
         cmd = {"op": "ip.allocate", "network_id": net_id, "endpoint_id": endpoint_id,
-               "node_id": self._node_id(), "requested": str(requested) if requested else None}  # fmt: skip
+               "node_id": self._node_id(), "requested": str(requested) if requested else None,
+               "mac": mac or None}  # fmt: skip
         return str(await self._svc.call_managers(cmd))
 
     async def release(self, net_id: str, endpoint_id: str) -> None:
@@ -149,9 +151,12 @@ class SwarmNetworkAdapter:
                 continue
             if not alive.get(node.id, node.state != "down"):
                 continue
-            ip = IPv4Interface(alloc.address).ip
-            out[(alloc.network_id, ip)] = PeerSpec(alloc.network_id, ip, mac_for(ip),
-                                                   IPv4Address(node.addr))  # fmt: skip
+            try:  # one bad row must not stop every other peer from being programmed
+                ip, vtep = IPv4Interface(alloc.address).ip, IPv4Address(node.addr)
+            except ValueError:
+                continue
+            mac = alloc.mac or mac_for(ip)
+            out[(alloc.network_id, ip)] = PeerSpec(alloc.network_id, ip, mac, vtep)
         for net, _owner, rec in self.remote_entries(network_ids):
             try:
                 ip, vtep = IPv4Address(rec.ip), IPv4Address(rec.vtep)

@@ -35,6 +35,7 @@ class SessionAgent:
         on_state: Callable[[SwarmState], None] = lambda s: None,
         on_managers: Callable[[list[str]], None] = lambda a: None,
         on_removed: Callable[[], None] = lambda: None,
+        on_connected: Callable[[], None] = lambda: None,
     ) -> None:
         self.node_id = node_id
         self.addr = addr
@@ -44,6 +45,7 @@ class SessionAgent:
         self._on_state = on_state
         self._on_managers = on_managers
         self._on_removed = on_removed
+        self._on_connected = on_connected
         self._task: asyncio.Task[None] | None = None
         self.connected_to: str | None = None
         self.state: SwarmState | None = None
@@ -83,7 +85,7 @@ class SessionAgent:
             for addr in dict.fromkeys(candidates):
                 try:
                     redirect = await self._session(addr)
-                except (OSError, FrameError, ssl.SSLError, TimeoutError):
+                except (OSError, FrameError, ssl.SSLError, TimeoutError, ValueError):
                     redirect = None
                 finally:
                     self.connected_to = None
@@ -105,8 +107,10 @@ class SessionAgent:
                 return str(leader) if leader and leader != addr else None
             if "error" in first:
                 self._on_removed()
+                await asyncio.sleep(1.0)  # no hammering while the managers say no
                 return None
             self.connected_to = addr
+            self._on_connected()
             beat = asyncio.create_task(self._heartbeats(conn))
             try:
                 frame = first

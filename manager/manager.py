@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import ipaddress
 import json
 import random
 import secrets
@@ -24,7 +25,7 @@ from typing import Any
 from cryptography import x509
 
 from manager import ca, rpc, transport, wire
-from manager.errors import Forbidden, InvalidParameter, Unavailable
+from manager.errors import Forbidden, InvalidParameter, NotFound, Unavailable
 from manager.ids import raft_id_of
 from manager.join import JoinRequest, JoinService
 from manager.node import RaftNode
@@ -40,6 +41,7 @@ HEARTBEAT_PERIOD = 1.0  # Docker: 5 s
 DOWN_AFTER = 3 * HEARTBEAT_PERIOD
 KEY_ROTATION = dt.timedelta(hours=12)
 LEADER_DUTY_PERIOD = 0.25
+CALL_IDLE = 120.0  # seconds a kept call connection may sit unused
 WORKER_OPS = {"ip.allocate", "ip.release"}  # what a worker may ask the managers to do
 
 
@@ -266,7 +268,7 @@ class Manager:
         kind = hello.get("type")
         if kind == "raft":
             addr = hello.get("addr")
-            if isinstance(addr, str) and conn.peer.role == "manager":
+            if isinstance(addr, str) and valid_endpoint(addr) and conn.peer.role == "manager":
                 self._learned[raft_id_of(conn.peer.node_id)] = addr
             await self._raft_stream(conn)
         elif kind == "call":
@@ -279,7 +281,10 @@ class Manager:
                 except Exception as exc:
                     reply = rpc.error_doc(exc)
                 await conn.send(rpc.dump(reply))
-                hello = rpc.load(await conn.recv())
+                try:  # an idle caller's connection is closed after a while
+                    hello = rpc.load(await asyncio.wait_for(conn.recv(), CALL_IDLE))
+                except TimeoutError:
+                    return
         elif kind == "session":
             await self._session(conn, hello)
 
@@ -291,12 +296,15 @@ class Manager:
         assert conn.peer is not None
         if conn.peer.role != "manager":
             return
+        sender = raft_id_of(conn.peer.node_id)
         while True:
             data = await conn.recv()
             try:
                 msg = wire.decode(data)
             except ValueError as exc:
                 raise FrameError(str(exc)) from exc
+            if msg.frm != sender:
+                raise FrameError("raft message from another member's ID")  # no impersonation
             self.node.deliver(msg)
 
     def _join_service(self) -> JoinService:
@@ -317,6 +325,8 @@ class Manager:
     async def _register(self, node_id: str, role: str, req: JoinRequest) -> list[str]:
         now = stamp()
         addr = req.advertise_addr
+        if not valid_endpoint(addr):
+            raise InvalidParameter(f"invalid advertise address {addr!r}: expected IPv4:port")
         await self.propose({"op": "node.add", "node": {
             "id": node_id, "hostname": req.hostname, "role": role, "availability": "active",
             "addr": addr.rpartition(":")[0] if ":" in addr else addr,
@@ -331,9 +341,11 @@ class Manager:
             cmd = req.get("cmd")
             if not isinstance(cmd, dict):
                 raise InvalidParameter("malformed command")
-            worker_ok = cmd.get("op") in WORKER_OPS and cmd.get("node_id") == peer.node_id
-            if peer.role != "manager" and not worker_ok:
-                raise Forbidden("workers may not change the cluster state")
+            member = self.state.nodes.get(peer.node_id)
+            if member is None:
+                raise Forbidden("node not part of the swarm")
+            if member.role != "manager" or peer.role != "manager":  # the state decides
+                self._check_worker_command(peer.node_id, cmd)
             return await self.propose(cmd)
         if op == "raft.join":
             return await self._add_voter(peer, str(req.get("addr", "")))
@@ -345,12 +357,37 @@ class Manager:
             return node.manager_addr if node else None
         raise InvalidParameter(f"unknown call {op!r}")
 
+    def _check_worker_command(self, node_id: str, cmd: dict[str, Any]) -> None:
+        """What a worker may ask for, checked field by field before it reaches the log:
+        addresses for its own endpoints on attachable networks."""
+        if cmd.get("op") not in WORKER_OPS or cmd.get("node_id") != node_id:
+            raise Forbidden("workers may not change the cluster state")
+        net_id, ep_id = cmd.get("network_id"), cmd.get("endpoint_id")
+        if not isinstance(net_id, str) or not isinstance(ep_id, str) or not 0 < len(ep_id) <= 64:
+            raise InvalidParameter("malformed address request")
+        if cmd["op"] == "ip.allocate":
+            net = self.state.networks.get(net_id)
+            if net is None:
+                raise NotFound(f"network {net_id} not found")
+            if not net.attachable or net.ingress:
+                raise Forbidden(f"network {net.name} not manually attachable")
+            requested, mac = cmd.get("requested"), cmd.get("mac")
+            try:
+                if requested is not None:
+                    ipaddress.IPv4Address(str(requested))
+            except ValueError as exc:
+                raise InvalidParameter(f"invalid IPv4 address {requested!r}") from exc
+            if mac is not None and not isinstance(mac, str):
+                raise InvalidParameter("invalid MAC address")
+
     async def _add_voter(self, peer: ca.NodeIdentity, addr: str) -> bool:
         if not self.node.is_leader:
             raise NotLeader(self.node.leader)
         node = self.state.nodes.get(peer.node_id)
         if node is None or node.role != "manager":
             raise Forbidden(f"node {peer.node_id} is not a manager")
+        if addr and not valid_endpoint(addr):
+            raise InvalidParameter(f"invalid manager address {addr!r}: expected IPv4:port")
         if addr and node.manager_addr != addr:
             await self.propose({"op": "node.status", "id": node.id, "state": node.state,
                                 "manager_addr": addr, "now": stamp()})  # fmt: skip
@@ -396,6 +433,8 @@ class Manager:
             return
         self._last_seen[node_id] = asyncio.get_running_loop().time()
         addr = str(hello.get("addr", ""))
+        if not valid_ipv4(addr):
+            addr = ""  # keep what the node list has
         pusher = asyncio.create_task(
             self._push_state(conn, node_id, want=bool(hello.get("want_state", True)))
         )
@@ -498,3 +537,17 @@ NO_LEADER = (
     "rpc error: code = Unknown desc = The swarm does not have a leader. It's possible that "
     "too few managers are online. Make sure more than half of the managers are online."
 )
+
+
+def valid_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def valid_endpoint(text: str) -> bool:
+    """ "ip:port" with an IPv4 address and a port in range: what peers will dial."""
+    host, sep, port = text.rpartition(":")
+    return bool(sep) and valid_ipv4(host) and port.isdigit() and 0 < int(port) < 65536

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
 import secrets
 from collections import deque
@@ -72,6 +73,7 @@ class RaftNode:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"raft-{self.id}")
+        self._task.add_done_callback(_report_death)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -278,3 +280,12 @@ class RaftNode:
             if not fut.done():
                 fut.set_exception(NotLeader(self.leader))
             del self._waiters[rid]
+
+
+def _report_death(task: asyncio.Task[None]) -> None:
+    """The raft loop never ends on its own: if it does, say so loudly at once."""
+    if not task.cancelled() and task.exception() is not None:
+        logging.getLogger("overlayd.raft").critical(
+            "raft loop died: %r; this manager no longer takes part in the swarm",
+            task.exception(),
+        )

@@ -84,7 +84,7 @@ class RaftPeers:
                 while True:
                     await conn.send(wire.encode(msg))
                     msg = await queue.get()
-            except (OSError, FrameError, ssl.SSLError, TimeoutError):
+            except (OSError, FrameError, ssl.SSLError, TimeoutError, ValueError):
                 self._unreachable(peer)
                 # Drop what queued up while the peer was away: raft resends what matters.
                 while not queue.empty():

@@ -103,6 +103,10 @@ async def call(addr: str, ctx: ssl.SSLContext, request: dict[str, Any],
             conn = await _open(addr, ctx, timeout)
             await conn.send(dump({"type": "call", **request}))
             reply = load(await asyncio.wait_for(conn.recv(), timeout))
+        except asyncio.CancelledError:
+            if conn is not None:
+                await conn.close()
+            raise
         except (OSError, FrameError, ssl.SSLError, TimeoutError) as exc:
             if conn is not None:
                 await conn.close()

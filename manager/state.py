@@ -10,6 +10,7 @@ committed ones here and hands results back to whoever waits on them.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from manager import ipam
 from manager.errors import Conflict, Forbidden, InvalidParameter, NotFound, OverlaydError
 
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 FIRST_VNI = 4096  # Docker's first automatic VXLAN ID
 MAX_VNI = (1 << 24) - 1
 KEYS_PER_RING = 3  # Docker keeps three keys per subsystem
@@ -83,6 +85,7 @@ class Allocation:
     endpoint_id: str
     node_id: str
     address: str  # CIDR, e.g. "10.0.1.5/24"
+    mac: str = ""  # "" means Docker's 02:42:<ip>; set when the endpoint asked for its own
 
 
 @dataclass
@@ -133,6 +136,10 @@ class SwarmState:
             return Result(value=handler(index, command))
         except OverlaydError as exc:
             return Result(error=exc)
+        except Exception as exc:
+            # A malformed command fails the same way on every manager and changes
+            # nothing (handlers validate before they write): it must never stop raft.
+            return Result(error=InvalidParameter(f"malformed swarm command {op!r}: {exc!r}"))
 
     def _op_init(self, index: int, cmd: dict[str, Any]) -> str:
         if self.cluster is not None:
@@ -177,7 +184,10 @@ class SwarmState:
                 f"invalid availability {availability!r}, expected one of {', '.join(AVAILABILITIES)}"
             )
         if node.role == "manager" and role == "worker" and self._managers() == [node]:
-            raise Forbidden("attempting to demote the last manager of the swarm")
+            raise InvalidParameter(
+                "rpc error: code = FailedPrecondition desc = attempting to demote the last "
+                "manager of the swarm"
+            )
         node.role, node.availability = role, availability
         node.name = spec.get("Name") or ""
         node.labels = dict(spec.get("Labels") or {})
@@ -199,7 +209,7 @@ class SwarmState:
     def _op_node_remove(self, index: int, cmd: dict[str, Any]) -> None:
         node = self._node(cmd["id"])
         if node.role == "manager":
-            raise Forbidden(
+            raise InvalidParameter(
                 f"rpc error: code = FailedPrecondition desc = node {node.id} is a cluster "
                 "manager and is a member of the raft cluster. It must be demoted to worker "
                 "before removal"
@@ -280,8 +290,10 @@ class SwarmState:
 
     def _op_ip_allocate(self, index: int, cmd: dict[str, Any]) -> str:
         net = self._network(cmd["network_id"])
-        key = (net.id, cmd["endpoint_id"])
+        key = (net.id, str(cmd["endpoint_id"]))
         if key in self.allocations:
+            if self.allocations[key].node_id != cmd["node_id"]:
+                raise Forbidden(f"endpoint {key[1]} belongs to another node")
             return self.allocations[key].address  # a retried proposal: same answer
         self._node(cmd["node_id"])
         configs = net.configs()
@@ -295,16 +307,23 @@ class SwarmState:
             configs, allocated=taken, last=last, name=net.name, network_id=net.id
         )
         requested = IPv4Address(cmd["requested"]) if cmd.get("requested") else None
+        mac = str(cmd.get("mac") or "").lower()
+        if mac and not _MAC.fullmatch(mac):
+            raise InvalidParameter(f"invalid MAC address {mac}")
         ip = pool.allocate(requested)
         if requested is None:
             net.ipam_last = str(ip)
         subnet = next(c.subnet for c in configs if ip in c.subnet)
         address = f"{ip}/{subnet.prefixlen}"
-        self.allocations[key] = Allocation(net.id, cmd["endpoint_id"], cmd["node_id"], address)
+        self.allocations[key] = Allocation(net.id, key[1], cmd["node_id"], address, mac)
         return address
 
     def _op_ip_release(self, index: int, cmd: dict[str, Any]) -> None:
-        self.allocations.pop((cmd["network_id"], cmd["endpoint_id"]), None)
+        key = (cmd["network_id"], cmd["endpoint_id"])
+        alloc = self.allocations.get(key)
+        if alloc is not None and cmd.get("node_id") and alloc.node_id != cmd["node_id"]:
+            raise Forbidden(f"endpoint {key[1]} belongs to another node")
+        self.allocations.pop(key, None)
 
     # --- keys -------------------------------------------------------------------------
 

@@ -144,7 +144,7 @@ async def serve(
         except (FrameError, ca.CertificateError, ConnectionError, ssl.SSLError, OSError):
             pass  # one bad peer costs one connection
         except Exception as exc:  # a handler bug costs one connection, not the listener
-            log.error("swarm connection handler failed", error=repr(exc))
+            log.error("swarm connection handler failed: %r", exc)
         finally:
             if conn is not None:
                 await conn.close()

@@ -164,3 +164,47 @@ def test_token_of_another_cluster_is_refused() -> None:
         assert res.returncode != 0 and "remote CA does not match fingerprint" in res.stderr
         info = json.loads(b.docker("info", "--format", "{{json .Swarm.LocalNodeState}}").stdout)
         assert info == "inactive"
+
+
+def test_failed_promotion_rolls_back_and_is_retried() -> None:
+    """The promoted node cannot listen on 2377: it stays a working worker (its overlay
+    endpoint keeps working) and becomes a manager once the port is free."""
+    with cluster_of(2, tag="pr") as c:
+        h = c.hosts
+        h[0].docker("swarm", "init", "--advertise-addr", c.addr(0))
+        token = h[0].docker("swarm", "join-token", "-q", "worker").stdout.strip()
+        h[1].docker("swarm", "join", "--token", token, f"{c.addr(0)}:2377")
+        h[0].docker("network", "create", "-d", "overlay", "--attachable", "pr-net")
+        wait_for(lambda: h[1].docker("network", "inspect", "pr-net", check=False).returncode == 0,
+                 timeout=10, what="pr-net on the worker")  # fmt: skip
+        c0, c1 = h[0].container("p0"), h[1].container("p1")
+        h[0].docker("network", "connect", "pr-net", c0.name)
+        h[1].docker("network", "connect", "pr-net", c1.name)
+        ip1 = json.loads(h[1].docker("network", "inspect", "pr-net", "--format",
+                                     "{{json .Containers}}").stdout)  # fmt: skip
+        ip1 = next(iter(ip1.values()))["IPv4Address"].split("/")[0]
+
+        def reaches() -> bool:
+            return c0.sh("ping", "-c", "1", "-W", "1", ip1, check=False).returncode == 0
+
+        wait_for(reaches, timeout=10, what="p0 -> p1")
+        squatter = h[1].ns.popen(sys.executable, "-c",
+                                 "import socket,time;s=socket.socket();"
+                                 "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+                                 "s.bind(('0.0.0.0',2377));s.listen();print('up',flush=True);"
+                                 "time.sleep(600)", stdout=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            assert squatter.stdout is not None and squatter.stdout.readline().strip() == "up"
+            me = json.loads(h[1].docker("info", "--format", "{{json .Swarm.NodeID}}").stdout)
+            h[0].docker("node", "promote", me)
+            wait_for(lambda: "role change failed" in h[1].logs(), timeout=15,
+                     what="the promotion to fail on the busy port")  # fmt: skip
+            info = json.loads(h[1].docker("info", "--format", "{{json .Swarm}}").stdout)
+            assert info["LocalNodeState"] == "active" and info["ControlAvailable"] is False
+            assert reaches()  # the worker's endpoint never went away
+        finally:
+            squatter.kill()
+            squatter.wait()
+        wait_for(lambda: h[1].docker("node", "ls", check=False).returncode == 0, timeout=30,
+                 what="the retried promotion to succeed")  # fmt: skip
+        assert reaches()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -122,7 +123,7 @@ def test_node_updates_use_versions_and_keep_a_manager(d: Driver) -> None:
         "now": NOW,
         "spec": {"Role": "worker"},
     }
-    assert "last manager" in d(demote, Forbidden).message
+    assert "last manager" in d(demote, InvalidParameter).message  # 400, as dockerd
     bad = {
         "op": "node.update",
         "id": "w1",
@@ -136,7 +137,7 @@ def test_node_updates_use_versions_and_keep_a_manager(d: Driver) -> None:
 def test_node_removal_rules(d: Driver) -> None:
     d(worker("w1"))
     assert "not down" in d({"op": "node.remove", "id": "w1"}, InvalidParameter).message
-    d({"op": "node.remove", "id": "n1", "force": True}, Forbidden)  # a manager: demote first
+    d({"op": "node.remove", "id": "n1", "force": True}, InvalidParameter)  # a manager: demote first
     d({"op": "node.status", "id": "w1", "state": "down", "now": NOW})
     d({"op": "node.remove", "id": "w1"})
     assert "w1" not in d.state.nodes
@@ -178,3 +179,36 @@ def test_same_log_same_state_and_snapshot_round_trip() -> None:
     nxt = net("late", "late-net")
     assert restored.apply(len(log) + 1, nxt).value == a.apply(len(log) + 1, nxt).value
     assert restored.snapshot() == a.snapshot()
+
+
+def test_malformed_commands_fail_alike_and_change_nothing(d: Driver) -> None:
+    """What a buggy or hostile proposer commits must never stop raft's apply loop."""
+    d(worker("w1"))
+    before = d.state.snapshot()
+    for cmd in (
+        {"op": "ip.allocate", "node_id": "w1"},
+        {"op": "ip.allocate", "node_id": "w1", "network_id": "nope", "endpoint_id": "e"},
+        {"op": "node.update", "id": "w1"},
+        {"op": "node.status", "id": "w1"},
+        {"op": "network.create"},
+        {"op": "keys.rotate", "subsystem": "nope", "key": "00"},
+        {"op": "ip.release"},
+    ):
+        result = d.state.apply(99, cmd)
+        assert result.error is not None, cmd
+    after = d.state.snapshot()
+    assert json.loads(after) | {"applied_index": 0} == json.loads(before) | {"applied_index": 0}
+
+
+def test_allocations_belong_to_their_node(d: Driver) -> None:
+    d(worker("w1"))
+    d(worker("w2"))
+    d(net("a1", "net-a", attachable=True))
+    alloc = {"op": "ip.allocate", "network_id": "a1", "endpoint_id": "e1", "node_id": "w1"}
+    d(alloc)
+    assert "another node" in d({**alloc, "node_id": "w2"}, Forbidden).message
+    release = {"op": "ip.release", "network_id": "a1", "endpoint_id": "e1", "node_id": "w2"}
+    assert "another node" in d(release, Forbidden).message
+    assert ("a1", "e1") in d.state.allocations
+    d({**release, "node_id": "w1"})
+    assert ("a1", "e1") not in d.state.allocations
