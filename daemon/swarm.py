@@ -479,7 +479,8 @@ class SwarmService:
             return await self.manager.propose(cmd)
         if self.agent is None:
             raise Unavailable(NOT_IN_SWARM)
-        return await self.agent.call({"op": "propose", "cmd": cmd})
+        # One request ID for every retry: a commit whose answer was lost is not redone.
+        return await self.agent.call({"op": "propose", "cmd": cmd, "rid": os.urandom(8).hex()})
 
     def leader_id(self) -> str | None:
         return self.manager.leader_node_id() if self.manager is not None else None

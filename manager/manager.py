@@ -205,8 +205,13 @@ class Manager:
 
     # --- writes and reads ---------------------------------------------------------------
 
-    async def propose(self, cmd: dict[str, Any], timeout: float = 5.0) -> Any:
-        """Commit `cmd` through the leader, wherever it is; its result on the way back."""
+    async def propose(
+        self, cmd: dict[str, Any], timeout: float = 5.0, rid: str | None = None
+    ) -> Any:
+        """Commit `cmd` through the leader, wherever it is; its result on the way back.
+        Every retry carries the same request ID, so a command that did commit before a
+        leader change is answered, not applied twice."""
+        rid = rid or secrets.token_hex(8)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -215,7 +220,7 @@ class Manager:
                 raise Unavailable(NO_LEADER)
             if self.node.is_leader:
                 try:
-                    return await self.node.propose(cmd, timeout=left)
+                    return await self.node.propose(cmd, timeout=left, rid=rid)
                 except NotLeader:
                     pass
             else:
@@ -224,7 +229,8 @@ class Manager:
                 if node is not None and node.manager_addr and leader != self.node_id:
                     try:
                         return await rpc.call(node.manager_addr, self._client_ctx,
-                                              {"op": "propose", "cmd": cmd}, timeout=left)  # fmt: skip
+                                              {"op": "propose", "cmd": cmd, "rid": rid},
+                                              timeout=left)  # fmt: skip
                     except (NotLeader, Unavailable):
                         pass
             await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
@@ -346,7 +352,9 @@ class Manager:
                 raise Forbidden("node not part of the swarm")
             if member.role != "manager" or peer.role != "manager":  # the state decides
                 self._check_worker_command(peer.node_id, cmd)
-            return await self.propose(cmd)
+            rid = req.get("rid")
+            ok = isinstance(rid, str) and 0 < len(rid) <= 64
+            return await self.propose(cmd, rid=rid if ok else None)
         if op == "raft.join":
             return await self._add_voter(peer, str(req.get("addr", "")))
         if op == "renew":

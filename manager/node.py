@@ -107,12 +107,14 @@ class RaftNode:
         with contextlib.suppress(RaftError):
             self.core.step(msg)
 
-    async def propose(self, command: dict[str, Any], timeout: float = 5.0) -> Any:
+    async def propose(
+        self, command: dict[str, Any], timeout: float = 5.0, rid: str | None = None
+    ) -> Any:
         """Replicate `command` and return what the state machine made of it.
 
         Raises NotLeader (with the leader's ID) on a follower, Unavailable when no
         quorum commits it in time, or the command's own error."""
-        rid = secrets.token_hex(8)
+        rid = rid or secrets.token_hex(8)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         data = json.dumps({"rid": rid, "cmd": command}, separators=(",", ":")).encode()
 
@@ -243,7 +245,7 @@ class RaftNode:
             if entry.kind != m.EntryKind.NORMAL or not entry.data:
                 continue
             doc = json.loads(entry.data)
-            result = self.state.apply(entry.index, doc["cmd"])
+            result = self.state.apply(entry.index, doc["cmd"], rid=doc.get("rid"))
             fut = self._waiters.pop(doc["rid"], None)
             if fut is not None and not fut.done():
                 fut.set_result(result)

@@ -19,7 +19,8 @@ from manager import ipam
 from manager.errors import Conflict, Forbidden, InvalidParameter, NotFound, OverlaydError
 
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
-FIRST_VNI = 4096  # Docker's first automatic VXLAN ID
+FIRST_VNI = 4096
+RECENT_RESULTS = 4096  # request IDs remembered for deduplication  # Docker's first automatic VXLAN ID
 MAX_VNI = (1 << 24) - 1
 KEYS_PER_RING = 3  # Docker keeps three keys per subsystem
 ROLES = ("manager", "worker")
@@ -122,11 +123,25 @@ class SwarmState:
         self.allocations: dict[tuple[str, str], Allocation] = {}
         self.keyrings: dict[str, KeyRing] = {"gossip": KeyRing(), "ipsec": KeyRing()}
         self.applied_index = 0
+        # Results of recent commands by request ID: a proposal retried after a leader
+        # change (it may have committed already) gets the first answer, not a conflict.
+        self.recent: dict[str, Any] = {}
 
     # --- applying ---------------------------------------------------------------------
 
-    def apply(self, index: int, command: dict[str, Any]) -> Result:
-        """Apply one committed command at raft index `index`."""
+    def apply(self, index: int, command: dict[str, Any], rid: str | None = None) -> Result:
+        """Apply one committed command at raft index `index`; `rid` is its request ID."""
+        if rid is not None and rid in self.recent:
+            self.applied_index = index
+            return Result(value=self.recent[rid])
+        result = self._apply(index, command)
+        if rid is not None and result.ok:
+            self.recent[rid] = result.value
+            while len(self.recent) > RECENT_RESULTS:  # oldest first: the same on every manager
+                del self.recent[next(iter(self.recent))]
+        return result
+
+    def _apply(self, index: int, command: dict[str, Any]) -> Result:
         op = command.get("op")
         handler = getattr(self, f"_op_{str(op).replace('.', '_')}", None)
         self.applied_index = index
@@ -363,6 +378,7 @@ class SwarmState:
             "allocations": [asdict(a) for a in self.allocations.values()],
             "keyrings": {k: asdict(v) for k, v in self.keyrings.items()},
             "applied_index": self.applied_index,
+            "recent": list(self.recent.items()),
         }
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
@@ -378,6 +394,7 @@ class SwarmState:
         }
         state.keyrings = {k: KeyRing(**v) for k, v in doc["keyrings"].items()}
         state.applied_index = doc["applied_index"]
+        state.recent = {str(k): v for k, v in doc.get("recent", [])}
         return state
 
 

@@ -212,3 +212,13 @@ def test_allocations_belong_to_their_node(d: Driver) -> None:
     assert ("a1", "e1") in d.state.allocations
     d({**release, "node_id": "w1"})
     assert ("a1", "e1") not in d.state.allocations
+
+
+def test_a_retried_request_gets_its_first_answer(d: Driver) -> None:
+    cmd = net("a1", "net-a")
+    first = d.state.apply(50, cmd, rid="r1")
+    again = d.state.apply(51, cmd, rid="r1")  # committed twice after a leader change
+    assert first.value == again.value == "a1" and again.error is None
+    assert d.state.apply(52, cmd, rid="r2").error is not None  # a new request conflicts
+    restored = SwarmState.restore(d.state.snapshot())
+    assert restored.apply(53, cmd, rid="r1").value == "a1"  # remembered across snapshots
