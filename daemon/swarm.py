@@ -192,6 +192,7 @@ class SwarmService:
         self._watch: asyncio.Task[None] | None = None
         self._renewal: tuple[bytes, dt.datetime] | None = None
         self._closed = False
+        self._rejoin: asyncio.Task[None] | None = None
         self._fallback_view: SwarmState | None = None
         # Set by the engine to gossip's verdict: the node's daemon is unreachable.
         self.node_gone: Callable[[str], bool] = lambda node_id: False
@@ -217,12 +218,19 @@ class SwarmService:
             await self._run_role(bootstrap=False)
             if self.manager is not None:
                 await self.manager.caught_up_locally()
+                if self.manager.storage.last_index() == 0:
+                    # Promoted, then stopped before the leader added us: ask again.
+                    self._rejoin = asyncio.create_task(self._ask_to_join_raft())
         except Exception as exc:  # bridge networking must come up whatever the swarm does
             self.error = f"could not resume swarm membership: {exc}"
             log.error("swarm resume failed", error=str(exc))
 
     async def stop(self) -> None:
         self._closed = True  # a role change in flight must not start anything now
+        if self._rejoin is not None:
+            self._rejoin.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._rejoin
         await self._stop_roles()
 
     async def _stop_roles(self) -> None:

@@ -307,7 +307,7 @@ class Manager:
             data = await conn.recv()
             try:
                 msg = wire.decode(data)
-            except ValueError as exc:
+            except Exception as exc:  # any decoder surprise costs the sender its connection
                 raise FrameError(str(exc)) from exc
             if msg.frm != sender:
                 raise FrameError("raft message from another member's ID")  # no impersonation

@@ -112,7 +112,8 @@ def decode(data: bytes) -> m.Message:
         doc = json.loads(data)
     except (ValueError, RecursionError) as exc:
         raise WireError("not JSON") from exc
-    if not isinstance(doc, dict) or doc.get("type") not in _NETWORK_TYPES:
+    kind = doc.get("type") if isinstance(doc, dict) else None
+    if not isinstance(kind, str) or kind not in _NETWORK_TYPES:
         raise WireError("unknown message type")
     name = doc.pop("type")
     cls, fields = _NETWORK_TYPES[name], _FIELDS[name]
