@@ -60,17 +60,16 @@ ALREADY_IN_SWARM = (
     "and join another one."
 )
 NOT_PART_OF_SWARM = "This node is not part of a swarm"
-LEAVE_LAST_MANAGER = (
+LEAVE_PREFIX = (
     "You are attempting to leave the swarm on a node that is participating as a manager. "
+)
+LEAVE_LAST_MANAGER = (
     "Removing the last manager erases all current state of the swarm. Use `--force` to "
     "ignore this message."
 )
-LEAVE_MANAGER = (
-    "You are attempting to leave the swarm on a node that is participating as a manager. "
-    "Removing this node leaves {left} managers out of {total}. Without a Raft quorum your "
-    "swarm will be inaccessible. The only way to restore a swarm that has lost consensus "
-    "is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this "
-    "message."
+LEAVE_SUFFIX = (
+    "The only way to restore a swarm that has lost consensus is to reinitialize it with "
+    "`--force-new-cluster`. Use `--force` to suppress this message."
 )
 DEFAULT_SPEC: dict[str, Any] = {
     "Name": "default",
@@ -672,24 +671,28 @@ class SwarmService:
             if self.identity is None:
                 raise Unavailable(NOT_PART_OF_SWARM)
             if self.manager is not None and not force:
-                state = self.manager.state
-                managers = [n for n in state.nodes.values() if n.role == "manager"]
-                if len(managers) <= 1:
-                    raise Unavailable(LEAVE_LAST_MANAGER)
-                reachable = sum(1 for n in managers if self.manager.reachable(n.id))
-                left, total = reachable - 1, len(managers)
-                if left <= total // 2:
-                    raise Unavailable(LEAVE_MANAGER.format(left=left, total=total))
-                raise Unavailable(
-                    "You are attempting to leave the swarm on a node that is participating "
-                    "as a manager. Removing this node leaves "
-                    f"{left} managers out of {total}. Use `--force` to ignore this message, "
-                    "or demote the node first with `docker node demote`."
-                )
+                raise Unavailable(self._leave_warning())
             if self.manager is not None:
                 await self.manager.leave_gracefully()
             await self._forget()
             self._changed()
+
+    def _leave_warning(self) -> str:
+        """dockerd's words (daemon/cluster/swarm.go) for a manager leaving without --force."""
+        assert self.manager is not None
+        managers = [n for n in self.manager.state.nodes.values() if n.role == "manager"]
+        reachable = sum(1 for n in managers if self.manager.reachable(n.id))
+        unreachable = len(managers) - reachable
+        msg = LEAVE_PREFIX
+        if reachable - 2 <= unreachable:  # removing this one loses the quorum
+            if reachable == 1 and unreachable == 0:
+                return msg + LEAVE_LAST_MANAGER
+            msg += (
+                f"Removing this node leaves {reachable - 1} managers out of "
+                f"{reachable + unreachable}. Without a Raft quorum your swarm will be "
+                "inaccessible. "
+            )
+        return msg + LEAVE_SUFFIX
 
     async def _forget(self) -> None:
         await self._stop_roles()

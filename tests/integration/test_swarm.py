@@ -182,6 +182,7 @@ def test_manager_leave_needs_force_and_worker_leaves(swarm: Cluster) -> None:
     h = swarm.hosts
     res = h[1].docker("swarm", "leave", check=False)
     assert res.returncode != 0 and "participating as a manager" in res.stderr
+    assert "reinitialize it with `--force-new-cluster`" in res.stderr  # dockerd's words
     gone = json.loads(h[3].docker("info", "--format", "{{json .Swarm.NodeID}}").stdout)
     h[3].docker("swarm", "leave")
     me3 = json.loads(h[3].docker("info", "--format", "{{json .Swarm.LocalNodeState}}").stdout)
