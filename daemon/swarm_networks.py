@@ -39,7 +39,7 @@ def _record(net: SwarmNetwork) -> NetworkRecord:
         ipam_config=net.configs(),
         options=dict(net.options),
         labels=dict(net.labels),
-        user_subnet=True,
+        user_subnet=net.user_subnet,
     )
 
 

@@ -75,6 +75,7 @@ class SwarmNetwork:
     internal: bool = False
     ingress: bool = False
     ipam_last: str | None = None
+    user_subnet: bool = False  # subnets given at create: static addresses allowed
 
     def configs(self) -> list[ipam.IpamConfig]:
         return [ipam.IpamConfig.from_docker(c) for c in self.ipam_config]
@@ -268,6 +269,7 @@ class SwarmState:
             attachable=bool(spec.get("attachable")),
             internal=bool(spec.get("internal")),
             ingress=bool(spec.get("ingress")),
+            user_subnet=bool(spec.get("ipam_config")),
         )
         net.options["com.docker.network.driver.overlay.vxlanid_list"] = str(vni)
         self.networks[net.id] = net

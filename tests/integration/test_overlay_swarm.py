@@ -135,6 +135,26 @@ def test_tutorial_then_mesh_and_isolation(lab: Cluster) -> None:
     assert sorted(names) == sorted([a[2].name, a[3].name])
 
 
+def test_static_addresses_only_on_user_subnets(lab: Cluster) -> None:
+    h = lab.hosts
+    h[0].docker("network", "create", "-d", "overlay", "--attachable", "--subnet", "10.77.5.0/24",
+                "static-net")  # fmt: skip
+    wait_for(lambda: h[2].docker("network", "inspect", "static-net", check=False).returncode == 0,
+             timeout=10, what="static-net on host2")  # fmt: skip
+    c = h[2].container("st")
+    h[2].docker("network", "connect", "--ip", "10.77.5.50", "static-net", c.name)
+    assert "10.77.5.50/24" in c.sh("ip", "-o", "addr", "show", "eth0").stdout
+    taken = h[1].container("st2")
+    res = h[1].docker("network", "connect", "--ip", "10.77.5.50", "static-net", taken.name,
+                      check=False)  # fmt: skip
+    assert res.returncode != 0 and "Address already in use" in res.stderr  # cluster-wide
+    auto = h[1].docker("network", "inspect", "test-net", "--format",
+                       "{{(index .IPAM.Config 0).Subnet}}").stdout.strip()  # fmt: skip
+    wanted = auto.rsplit(".", 1)[0] + ".200"
+    res = h[1].docker("network", "connect", "--ip", wanted, "test-net", taken.name, check=False)
+    assert res.returncode != 0 and "user configured subnets" in res.stderr
+
+
 def test_kill9_keeps_traffic_and_restart_keeps_state(lab: Cluster) -> None:
     h = lab.hosts
     h[0].docker("network", "create", "--driver=overlay", "--attachable", "kill-net")
