@@ -38,3 +38,5 @@ run() { # server-ns client-ns dst
   wait
 }
 for k in 1 2 3; do echo "underlay $(run ${P}h2 ${P}h1 192.0.2.2) overlay $(run ${P}c2 ${P}c1 10.9.0.2)"; done
+rtt() { ip netns exec $1 ping -c 20 -i 0.05 -q $2 | awk -F/ '/rtt/ {print $5}'; }
+echo "rtt avg ms: underlay $(rtt ${P}h1 192.0.2.2) overlay $(rtt ${P}c1 10.9.0.2)"
