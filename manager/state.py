@@ -16,7 +16,14 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from manager import ipam
-from manager.errors import Conflict, Forbidden, InvalidParameter, NotFound, OverlaydError
+from manager.errors import (
+    Conflict,
+    Forbidden,
+    InvalidParameter,
+    NotFound,
+    OverlaydError,
+    SystemError_,
+)
 
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 FIRST_VNI = 4096
@@ -402,9 +409,8 @@ class SwarmState:
 
 def _check_version(kind: str, given: Any, current: int) -> None:
     """Docker's optimistic concurrency: an update names the version it was based on."""
-    if given is None or given != current:
-        raise InvalidParameter(
-            "rpc error: code = Unknown desc = update out of sequence"
-            if given is not None
-            else f"invalid {kind} version: the version parameter is required"
-        )
+    if given is None:
+        raise InvalidParameter(f"invalid {kind} version: the version parameter is required")
+    if given != current:
+        # swarmkit's code Unknown: dockerd answers it with a 500.
+        raise SystemError_("rpc error: code = Unknown desc = update out of sequence")
