@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import platform
 from typing import Any
 
@@ -41,6 +42,7 @@ def _version_param(request: web.Request) -> int | None:
 # --- shapes ---------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4)
 def _tls_info(ca_pem: str) -> dict[str, str]:
     from cryptography import x509  # only in a swarm: a daemon outside one never loads it
     from cryptography.hazmat.primitives import serialization
@@ -57,8 +59,8 @@ def _tls_info(ca_pem: str) -> dict[str, str]:
     }
 
 
-def swarm_doc(svc: SwarmService, state: Any) -> dict[str, Any]:
-    c = state.cluster
+def _cluster_doc(c: Any) -> dict[str, Any]:
+    """The cluster as GET /swarm and /info's Swarm.Cluster share it."""
     return {
         "ID": c.id,
         "Version": {"Index": c.version},
@@ -70,8 +72,13 @@ def swarm_doc(svc: SwarmService, state: Any) -> dict[str, Any]:
         "DefaultAddrPool": c.default_addr_pool,
         "SubnetSize": c.subnet_size,
         "DataPathPort": c.data_path_port,
-        "JoinTokens": {"Worker": c.worker_token, "Manager": c.manager_token},
     }
+
+
+def swarm_doc(state: Any) -> dict[str, Any]:
+    c = state.cluster
+    tokens = {"Worker": c.worker_token, "Manager": c.manager_token}
+    return {**_cluster_doc(c), "JoinTokens": tokens}
 
 
 def node_doc(svc: SwarmService, node: Any, state: Any) -> dict[str, Any]:
@@ -100,14 +107,10 @@ def node_doc(svc: SwarmService, node: Any, state: Any) -> dict[str, Any]:
         },
         "Status": {"State": node.state, "Addr": node.addr},
     }
-    if node.role == "manager":
-        doc["ManagerStatus"] = {
-            "Leader": node.id == svc.leader_id(),
-            "Reachability": svc.reachability(node),
-            "Addr": node.manager_addr,
-        }
-        if not doc["ManagerStatus"]["Leader"]:
-            del doc["ManagerStatus"]["Leader"]
+    if node.role == "manager":  # dockerd omits Leader unless it is true
+        leader = {"Leader": True} if node.id == svc.leader_id() else {}
+        doc["ManagerStatus"] = {**leader, "Reachability": svc.reachability(node),
+                                "Addr": node.manager_addr}  # fmt: skip
     return doc
 
 
@@ -130,21 +133,9 @@ def info_section(svc: SwarmService) -> dict[str, Any]:
         {"NodeID": n.id, "Addr": n.manager_addr} for n in managers if n.manager_addr
     ]
     if svc.control_available and state.cluster is not None:
-        c = state.cluster
         doc["Nodes"] = len(state.nodes)
         doc["Managers"] = len(managers)
-        doc["Cluster"] = {
-            "ID": c.id,
-            "Version": {"Index": c.version},
-            "CreatedAt": c.created_at,
-            "UpdatedAt": c.updated_at,
-            "Spec": c.spec,
-            "TLSInfo": _tls_info(c.ca_cert_pem),
-            "RootRotationInProgress": False,
-            "DefaultAddrPool": c.default_addr_pool,
-            "SubnetSize": c.subnet_size,
-            "DataPathPort": c.data_path_port,
-        }
+        doc["Cluster"] = _cluster_doc(state.cluster)
     return doc
 
 
@@ -154,7 +145,7 @@ def info_section(svc: SwarmService) -> dict[str, Any]:
 async def inspect_swarm(request: web.Request) -> web.Response:
     svc = _svc(request)
     state = await svc.read()
-    return json_response(swarm_doc(svc, state))
+    return json_response(swarm_doc(state))
 
 
 async def init_swarm(request: web.Request) -> web.Response:

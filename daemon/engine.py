@@ -21,11 +21,11 @@ from daemon.logs import get_logger
 from daemon.networks import Convergence, NetworkService
 from daemon.store import Store
 from daemon.swarm import SwarmService
-from daemon.swarm_networks import SwarmNetworkAdapter, underlay_mtu_of
+from daemon.swarm_networks import SwarmNetworkAdapter
 from dataplane.layout import run_dir_for
 from dataplane.model import Desired
 from dataplane.netns import ContainerNetns, free_ifname, host_netns_keys, resolve_container
-from dataplane.probe import default_route_address, host_routes
+from dataplane.probe import address_mtu, default_route_address, host_routes
 from dataplane.reconciler import Dataplane
 
 log = get_logger("overlayd.engine")
@@ -151,7 +151,9 @@ class Engine:
         self.kernel.routes = await host_routes()  # before the default bridge picks a subnet
         if not self.advertise_addr:
             self.advertise_addr = await default_route_address()
-        self.swarm_networks.underlay_mtu = underlay_mtu_of(self.advertise_addr)
+        if self.advertise_addr:
+            mtu = await address_mtu(self.advertise_addr)
+            self.swarm_networks.underlay_mtu = mtu or self.swarm_networks.underlay_mtu
         # The swarm view first: the start-up reconcile must see the swarm's networks, or it
         # would tear down overlay endpoints that are working.
         await self.swarm_service.start()

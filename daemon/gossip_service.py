@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING
 
 from daemon.logs import get_logger
@@ -51,7 +51,6 @@ class GossipService:
         self._published: dict[tuple[str, str], EndpointRecord] = {}
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.events_seen = 0
         # Hosts gossip holds dead whose kernel still answers (only the daemon is down):
         # their endpoints stay programmed. Re-probed until gossip sees them again.
         self._kernel_alive: dict[str, bool] = {}
@@ -185,7 +184,6 @@ class GossipService:
     # --- events ------------------------------------------------------------------------------
 
     def _member_event(self, event: MemberEvent) -> None:
-        self.events_seen += 1
         if isinstance(event, MemberDead):
             log.info("gossip: host's daemon unreachable", node=event.name)
             if event.name not in self._probes:
@@ -218,19 +216,20 @@ class GossipService:
             if self._kernel_alive.pop(node_id, False):
                 self._on_change()
 
-    def _gossip_knows(self, node_id: str) -> bool:
-        agent = self.agent
-        return agent is not None and any(m.name == node_id for m in agent.members())
-
-    def _gossip_alive(self, node_id: str) -> bool:
+    def _state_of(self, node_id: str) -> State | None:
+        """The member's gossip state; None when gossip does not know it (or is not running)."""
         agent = self.agent
         if agent is None:
-            return False
-        return any(m.name == node_id and m.state in (State.ALIVE, State.SUSPECT)
-                   for m in agent.members())  # fmt: skip
+            return None
+        return next((m.state for m in agent.members() if m.name == node_id), None)
+
+    def _gossip_knows(self, node_id: str) -> bool:
+        return self._state_of(node_id) is not None
+
+    def _gossip_alive(self, node_id: str) -> bool:
+        return self._state_of(node_id) in (State.ALIVE, State.SUSPECT)
 
     def _entry_event(self, event: EndpointEvent) -> None:
-        self.events_seen += 1
         self._on_change()
 
     # --- what the data plane asks --------------------------------------------------------------
@@ -247,13 +246,10 @@ class GossipService:
 
     def is_dead(self, node_id: str) -> bool:
         """Gossip declared this node's daemon dead (whatever its kernel does)."""
-        agent = self.agent
-        if agent is None:
-            return False
-        return any(m.name == node_id and m.state == State.DEAD for m in agent.members())
+        return self._state_of(node_id) == State.DEAD
 
-    def remote_entries(self, network_ids: set[str]) -> list[tuple[str, str, EndpointRecord]]:
-        """(network, owner, record) of other hosts' endpoints on those networks."""
+    def remote_entries(self, network_ids: set[str]) -> list[tuple[str, EndpointRecord]]:
+        """(network, record) of other hosts' endpoints on those networks."""
         agent = self.agent
         if agent is None:
             return []
@@ -261,7 +257,7 @@ class GossipService:
         for net in network_ids & agent.networks():
             for ep_id, rec in agent.entries(net).items():
                 if (net, ep_id) not in self._published:
-                    out.append((net, "", rec))
+                    out.append((net, rec))
         return out
 
     def members(self) -> list[tuple[str, str]]:
@@ -274,6 +270,3 @@ class GossipService:
     def stats(self) -> dict[str, int]:
         return self.agent.stats() if self.agent is not None else {}
 
-
-def peer_ip(rec: EndpointRecord) -> IPv4Address:
-    return IPv4Address(rec.ip)

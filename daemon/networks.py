@@ -210,13 +210,11 @@ class NetworkService:
         events: EventBus,
         *,
         clock_ns: Callable[[], int] = time.time_ns,
-        swarm_manager: Callable[[], bool] = lambda: False,
     ) -> None:
         self._store = store
         self._kernel = kernel
         self._events = events
         self._clock_ns = clock_ns
-        self._is_manager = swarm_manager
         self._lock = asyncio.Lock()  # one mutation at a time
         self._kernel_lock = asyncio.Lock()  # one kernel converge at a time, in order
         self._generation = 0  # bumped by every committed change
@@ -438,7 +436,7 @@ class NetworkService:
             raise Forbidden(f"operation is not permitted on predefined {name} network ")
         driver = req.driver or "bridge"
         if driver == "overlay" or req.scope == "swarm":
-            if driver == "overlay" and not self._is_manager():
+            if driver == "overlay":  # swarm requests on a swarm node never reach here
                 raise Forbidden(NOT_MANAGER)
             raise Forbidden("cannot create a swarm scoped network when swarm is not active")
         if req.scope not in ("", "local"):

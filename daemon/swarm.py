@@ -507,11 +507,13 @@ class SwarmService:
                 return await self._force_new_cluster()
             return await self._init(req)
 
-    async def _init(self, req: InitRequest) -> str:
-        listen_host, listen_port = _host_port(
-            req.listen_addr or f"0.0.0.0:{SWARM_PORT}", SWARM_PORT
-        )
-        adv_host, adv_port = _host_port(req.advertise_addr or "", listen_port)
+    def _addresses(self, listen_addr: str, advertise_addr: str,
+                   data_path_addr: str) -> tuple[str, str, str]:  # fmt: skip
+        """("ip:port" to listen on, "ip:port" others dial, data-path ip), as dockerd picks
+        them: the advertise address defaults to a specific listen address, then to the
+        default-route interface's; the data path defaults to the advertise address."""
+        listen_host, listen_port = _host_port(listen_addr or f"0.0.0.0:{SWARM_PORT}", SWARM_PORT)
+        adv_host, adv_port = _host_port(advertise_addr or "", listen_port)
         adv_host = adv_host or (listen_host if listen_host not in ("", "0.0.0.0") else "")
         adv_host = adv_host or self._advertise_default()
         if not adv_host:
@@ -519,7 +521,13 @@ class SwarmService:
                 "could not choose an IP address to advertise since this system has no "
                 "default route; use --advertise-addr"
             )
-        data_addr = _host_port(req.data_path_addr, 0)[0] if req.data_path_addr else adv_host
+        data_addr = _host_port(data_path_addr, 0)[0] if data_path_addr else adv_host
+        return f"{listen_host or '0.0.0.0'}:{listen_port}", f"{adv_host}:{adv_port}", data_addr
+
+    async def _init(self, req: InitRequest) -> str:
+        listen, advertise, data_addr = self._addresses(
+            req.listen_addr, req.advertise_addr, req.data_path_addr
+        )
         pools = list(req.default_addr_pool) or [DEFAULT_POOL]
         size = req.subnet_size or DEFAULT_SUBNET_SIZE
         for pool in pools:
@@ -551,9 +559,8 @@ class SwarmService:
         self._save_creds(creds)
         self.identity = Identity(
             node_id=node_id, role="manager", cluster_id=cluster_id,
-            listen_addr=f"{listen_host or '0.0.0.0'}:{listen_port}",
-            advertise_addr=f"{adv_host}:{adv_port}", data_addr=data_addr,
-            managers=[f"{adv_host}:{adv_port}"],
+            listen_addr=listen, advertise_addr=advertise, data_addr=data_addr,
+            managers=[advertise],
         )  # fmt: skip
         try:
             self._save_identity()
@@ -572,7 +579,7 @@ class SwarmService:
             }, "node": {
                 "id": node_id, "hostname": self.hostname, "role": "manager",
                 "availability": req.availability, "addr": data_addr,
-                "manager_addr": f"{adv_host}:{adv_port}", "created_at": ts, "updated_at": ts,
+                "manager_addr": advertise, "created_at": ts, "updated_at": ts,
             }})  # fmt: skip
             await self.manager.propose({"op": "network.create", "now": ts, "network": {
                 "id": new_network_id(), "name": "ingress", "ingress": True,
@@ -611,12 +618,9 @@ class SwarmService:
                 tokens.parse(req.join_token)
             except tokens.TokenError as exc:
                 raise InvalidParameter(f"invalid join token: {exc}") from exc
-            listen_host, listen_port = _host_port(req.listen_addr or f"0.0.0.0:{SWARM_PORT}",
-                                                  SWARM_PORT)  # fmt: skip
-            adv_host, adv_port = _host_port(req.advertise_addr or "", listen_port)
-            adv_host = adv_host or (listen_host if listen_host not in ("", "0.0.0.0") else "")
-            adv_host = adv_host or self._advertise_default()
-            data_addr = _host_port(req.data_path_addr, 0)[0] if req.data_path_addr else adv_host
+            listen, advertise, data_addr = self._addresses(
+                req.listen_addr, req.advertise_addr, req.data_path_addr
+            )
             node_id = new_node_id()
             joined = None
             last: Exception | None = None
@@ -629,7 +633,7 @@ class SwarmService:
                     continue
                 try:
                     joined = await join(conn, req.join_token, JoinRequest(
-                        self.hostname, f"{adv_host}:{adv_port}", node_id), utcnow())  # fmt: skip
+                        self.hostname, advertise, node_id), utcnow())  # fmt: skip
                     break
                 except (OverlaydError, OSError, ValueError) as exc:
                     last = exc
@@ -644,8 +648,7 @@ class SwarmService:
             self._save_creds(Credentials(joined.ca_pem, joined.cert_pem, joined.key_pem))
             self.identity = Identity(
                 node_id=joined.node_id, role=joined.role, cluster_id=joined.cluster_id,
-                listen_addr=f"{listen_host or '0.0.0.0'}:{listen_port}",
-                advertise_addr=f"{adv_host}:{adv_port}", data_addr=data_addr,
+                listen_addr=listen, advertise_addr=advertise, data_addr=data_addr,
                 managers=joined.managers or [f"{h}:{p}" for h, p in
                                              (_host_port(r, SWARM_PORT) for r in req.remote_addrs)],
             )  # fmt: skip

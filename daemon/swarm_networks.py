@@ -8,7 +8,6 @@ each names the node it lives on, whose address is the VTEP.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
@@ -48,7 +47,7 @@ class SwarmNetworkAdapter:
         self._svc = svc
         # Set by the engine when gossip runs: which hosts are alive, and remote records.
         self.liveness: Callable[[], dict[str, bool]] = dict
-        self.remote_entries: Callable[[set[str]], list[tuple[str, str, Any]]] = lambda n: []
+        self.remote_entries: Callable[[set[str]], list[tuple[str, Any]]] = lambda n: []
         self.underlay_mtu = underlay_mtu
         self._cache: tuple[int, dict[str, NetworkRecord]] | None = None
 
@@ -157,7 +156,7 @@ class SwarmNetworkAdapter:
                 continue
             mac = alloc.mac or mac_for(ip)
             out[(alloc.network_id, ip)] = PeerSpec(alloc.network_id, ip, mac, vtep)
-        for net, _owner, rec in self.remote_entries(network_ids):
+        for net, rec in self.remote_entries(network_ids):
             try:
                 ip, vtep = IPv4Address(rec.ip), IPv4Address(rec.vtep)
             except ValueError:
@@ -195,23 +194,3 @@ class SwarmNetworkAdapter:
         except ValueError:
             return None
 
-
-def underlay_mtu_of(addr: str) -> int:
-    """MTU of the interface holding `addr`; 1500 when it cannot be told."""
-    import fcntl
-    import struct
-
-    try:
-        for _, name in socket.if_nameindex():
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                req = struct.pack("256s", name.encode()[:15])
-                try:
-                    got = fcntl.ioctl(s.fileno(), 0x8915, req)  # SIOCGIFADDR
-                except OSError:
-                    continue
-                if socket.inet_ntoa(got[20:24]) == addr:
-                    mtu = fcntl.ioctl(s.fileno(), 0x8921, req)  # SIOCGIFMTU
-                    return int(struct.unpack("i", mtu[16:20])[0])
-    except OSError:
-        pass
-    return 1500

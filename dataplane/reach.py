@@ -17,7 +17,8 @@ _ECHO_REQUEST = 8
 _ECHO_REPLY = 0
 
 
-def _checksum(data: bytes) -> int:
+def inet_checksum(data: bytes) -> int:
+    """RFC 1071 Internet checksum (ICMP)."""
     if len(data) % 2:
         data += b"\0"
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -29,7 +30,7 @@ def _checksum(data: bytes) -> int:
 def _echo(ident: int, seq: int) -> bytes:
     payload = b"overlayd-reach"
     header = struct.pack("!BBHHH", _ECHO_REQUEST, 0, 0, ident, seq)
-    csum = _checksum(header + payload)
+    csum = inet_checksum(header + payload)
     return struct.pack("!BBHHH", _ECHO_REQUEST, 0, csum, ident, seq) + payload
 
 

@@ -166,21 +166,19 @@ class Manager:
                 return node.id
         return None
 
+    def leader_addr(self) -> str | None:
+        """Where the leader listens, as the node list says; None while there is none."""
+        leader = self.leader_node_id()
+        node = self.state.nodes.get(leader) if leader else None
+        return node.manager_addr if node is not None and node.manager_addr else None
+
     def reachable(self, node_id: str) -> bool:
         """A manager is reachable when it is a voter the leader hears from (or is us)."""
         if node_id == self.node_id:
             return True
-        rid = raft_id_of(node_id)
-        if rid not in self.node.core.conf_state.voters:
-            return False
-        if self.is_leader:
-            return (
-                self.node.core.progress(rid) is not None
-                and self.state.nodes[node_id].state == "ready"
-            )
-        return (
-            self.state.nodes.get(node_id) is not None and self.state.nodes[node_id].state == "ready"
-        )
+        node = self.state.nodes.get(node_id)
+        voter = raft_id_of(node_id) in self.node.core.conf_state.voters
+        return voter and node is not None and node.state == "ready"
 
     def manager_addrs(self) -> list[str]:
         return sorted(n.manager_addr for n in self.state.nodes.values()
@@ -224,11 +222,10 @@ class Manager:
                 except NotLeader:
                     pass
             else:
-                leader = self.leader_node_id()
-                node = self.state.nodes.get(leader) if leader else None
-                if node is not None and node.manager_addr and leader != self.node_id:
+                addr = self.leader_addr()
+                if addr and self.leader_node_id() != self.node_id:
                     try:
-                        return await rpc.call(node.manager_addr, self._client_ctx,
+                        return await rpc.call(addr, self._client_ctx,
                                               {"op": "propose", "cmd": cmd, "rid": rid},
                                               timeout=left)  # fmt: skip
                     except (NotLeader, Unavailable):
@@ -360,9 +357,7 @@ class Manager:
         if op == "renew":
             return self._renew(peer, str(req.get("csr", "")))
         if op == "leader":
-            leader = self.leader_node_id()
-            node = self.state.nodes.get(leader) if leader else None
-            return node.manager_addr if node else None
+            return self.leader_addr()
         raise InvalidParameter(f"unknown call {op!r}")
 
     def _check_worker_command(self, node_id: str, cmd: dict[str, Any]) -> None:
@@ -431,9 +426,7 @@ class Manager:
         assert conn.peer is not None
         node_id = conn.peer.node_id
         if not self.node.is_leader:
-            leader = self.leader_node_id()
-            node = self.state.nodes.get(leader) if leader else None
-            await conn.send(rpc.dump({"redirect": node.manager_addr if node else None}))
+            await conn.send(rpc.dump({"redirect": self.leader_addr()}))
             return
         if node_id not in self.state.nodes:
             await conn.send(rpc.dump({"error": {"kind": "NotFound",

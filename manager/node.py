@@ -67,7 +67,6 @@ class RaftNode:
         self._reads: dict[bytes, asyncio.Future[int]] = {}
         self._read_points: list[tuple[int, asyncio.Future[int]]] = []
         self._task: asyncio.Task[None] | None = None
-        self.leader_changed = asyncio.Event()
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -226,8 +225,6 @@ class RaftNode:
             self._apply(rd)
             self.core.advance(rd)
         if self.leader != lead_before:
-            self.leader_changed.set()
-            self.leader_changed = asyncio.Event()
             self._fail_waiters_on_leader_change()
         if self._on_change is not None and (
             self.leader != lead_before or self.applied != applied_before

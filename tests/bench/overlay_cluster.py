@@ -50,7 +50,8 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from dataplane.layout import run_dir_for, sandbox_dir, sandbox_path
-from tests.integration.cluster import Cluster, cluster_of
+from dataplane.reach import inet_checksum
+from tests.integration.cluster import Cluster, cluster_of, form_swarm
 from tests.integration.harness import Host, Netns, delete_netns, wait_for
 
 DOCKER = {
@@ -305,15 +306,6 @@ class AddrWatch(threading.Thread):
 
 
 # -- ICMP ------------------------------------------------------------------------------------
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    s = (s >> 16) + (s & 0xFFFF)
-    s += s >> 16
-    return ~s & 0xFFFF
-
-
 class Pinger:
     """An ICMP raw socket inside a container's netns."""
 
@@ -335,7 +327,7 @@ class Pinger:
                 seq = (seq + 1) & 0xFFFF
                 body = struct.pack("!d", now) + b"overlayd-bench"
                 hdr = struct.pack("!BBHHH", 8, 0, 0, self.ident, seq)
-                pkt = struct.pack("!BBHHH", 8, 0, _checksum(hdr + body), self.ident, seq) + body
+                pkt = struct.pack("!BBHHH", 8, 0, inet_checksum(hdr + body), self.ident, seq) + body
                 with contextlib.suppress(OSError):  # EHOSTUNREACH while ARP fails
                     self.sock.sendto(pkt, (dst, 0))
                 next_send = now + interval
@@ -602,14 +594,6 @@ def stop_procs(procs: list[subprocess.Popen]) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
             p.wait(10)
-
-
-def form_swarm(c: Cluster) -> None:
-    h = c.hosts
-    h[0].docker("swarm", "init", "--advertise-addr", c.addr(0))
-    token = h[0].docker("swarm", "join-token", "-q", "worker").stdout.strip()
-    for host in h[1:]:
-        host.docker("swarm", "join", "--token", token, f"{c.addr(0)}:2377")
 
 
 def make_network(c: Cluster, name: str, subnet: str) -> str:

@@ -13,7 +13,7 @@ import re
 import statistics
 import time
 
-from tests.integration.cluster import cluster_of
+from tests.integration.cluster import cluster_of, form_swarm
 from tests.integration.harness import Host, wait_for
 
 
@@ -33,10 +33,7 @@ def main() -> None:
     elect, write = [], []
     with cluster_of(args.managers, tag="fo") as c:
         h = c.hosts
-        h[0].docker("swarm", "init", "--advertise-addr", c.addr(0))
-        token = h[0].docker("swarm", "join-token", "-q", "manager").stdout.strip()
-        for host in h[1:]:
-            host.docker("swarm", "join", "--token", token, f"{c.addr(0)}:2377")
+        form_swarm(c, "manager")
         for trial in range(args.trials):
             leader = wait_for(lambda: next((x for x in h if leads(x)), None), timeout=15,
                               what="a leader")  # fmt: skip

@@ -65,3 +65,13 @@ def cluster_of(n: int, tag: str = "h", start: bool = True) -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.close()
+
+
+def form_swarm(cluster: Cluster, role: str = "worker") -> None:
+    """The tutorials' steps with the docker CLI: host0 inits, every other host joins with
+    the `role` token (manager or worker)."""
+    h = cluster.hosts
+    h[0].docker("swarm", "init", "--advertise-addr", cluster.addr(0))
+    token = h[0].docker("swarm", "join-token", "-q", role).stdout.strip()
+    for host in h[1:]:
+        host.docker("swarm", "join", "--token", token, f"{cluster.addr(0)}:2377")

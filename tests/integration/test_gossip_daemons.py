@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 
-from tests.integration.cluster import cluster_of
+from tests.integration.cluster import cluster_of, form_swarm
 from tests.integration.harness import Host, wait_for
 
 
@@ -19,10 +19,7 @@ def metric(host: Host, name: str, labels: str) -> float:
 def test_five_daemons_gossip_and_detect_a_killed_host() -> None:
     with cluster_of(5, tag="gd") as c:
         h = c.hosts
-        h[0].docker("swarm", "init", "--advertise-addr", c.addr(0))
-        token = h[0].docker("swarm", "join-token", "-q", "worker").stdout.strip()
-        for host in h[1:]:
-            host.docker("swarm", "join", "--token", token, f"{c.addr(0)}:2377")
+        form_swarm(c)
         wait_for(lambda: all(metric(x, "overlayd_gossip_members", 'state="alive"') == 5 for x in h),
                  timeout=15, what="every daemon to see 5 alive members")  # fmt: skip
 

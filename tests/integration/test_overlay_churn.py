@@ -28,7 +28,7 @@ from ipaddress import IPv4Address, IPv4Interface
 import pytest
 
 from dataplane.layout import run_dir_for, sandbox_path
-from tests.integration.cluster import Cluster, cluster_of
+from tests.integration.cluster import Cluster, cluster_of, form_swarm
 from tests.integration.harness import Host, Netns, wait_for
 from tests.integration.overlay_checker import (
     ClusterView,
@@ -59,10 +59,7 @@ class Swarm:
 def swarm() -> Iterator[Swarm]:
     with cluster_of(3, tag="ch") as c:
         h = c.hosts
-        h[0].docker("swarm", "init", "--advertise-addr", c.addr(0))
-        token = h[0].docker("swarm", "join-token", "-q", "worker").stdout.strip()
-        for host in h[1:]:
-            host.docker("swarm", "join", "--token", token, f"{c.addr(0)}:2377")
+        form_swarm(c)
         net_ids = {}
         for name in NETWORKS:
             out = h[0].docker("network", "create", "--driver=overlay", "--attachable", name)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.cluster import Cluster, cluster_of
+from tests.integration.cluster import Cluster, cluster_of, form_swarm
 from tests.integration.harness import Host, Netns, wait_for
 
 STREAM_SERVER = """
@@ -74,11 +74,7 @@ def tcp_ok(client: Netns, server: Netns, ip: str) -> bool:
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Cluster]:
     with cluster_of(3, tag="ov") as c:
-        h = c.hosts
-        h[0].docker("swarm", "init", "--advertise-addr", c.addr(0))
-        token = h[0].docker("swarm", "join-token", "-q", "worker").stdout.strip()
-        for host in h[1:]:
-            host.docker("swarm", "join", "--token", token, f"{c.addr(0)}:2377")
+        form_swarm(c)
         yield c
 
 

@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import json
 
-from tests.integration.cluster import cluster_of
+from tests.integration.cluster import cluster_of, form_swarm
 from tests.integration.harness import wait_for
 
 
 def test_quorum_loss_then_force_new_cluster() -> None:
     with cluster_of(3, tag="fq") as c:
         h = c.hosts
-        h[0].docker("swarm", "init", "--advertise-addr", c.addr(0))
-        token = h[0].docker("swarm", "join-token", "-q", "manager").stdout.strip()
-        for host in h[1:]:
-            host.docker("swarm", "join", "--token", token, f"{c.addr(0)}:2377")
+        form_swarm(c, "manager")
         h[0].docker("network", "create", "-d", "overlay", "kept-net")
         wait_for(lambda: h[2].docker("network", "inspect", "kept-net", check=False).returncode == 0,
                  timeout=10, what="kept-net replicated")  # fmt: skip

@@ -19,18 +19,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.integration.cluster import Cluster, cluster_of
+from tests.integration.cluster import Cluster, cluster_of, form_swarm
 from tests.integration.harness import wait_for
 
 
 @pytest.fixture(scope="module")
 def managers() -> Iterator[Cluster]:
     with cluster_of(3, tag="rs") as c:
-        h = c.hosts
-        h[0].docker("swarm", "init", "--advertise-addr", c.addr(0))
-        token = h[0].docker("swarm", "join-token", "-q", "manager").stdout.strip()
-        for host in h[1:]:
-            host.docker("swarm", "join", "--token", token, f"{c.addr(0)}:2377")
+        form_swarm(c, "manager")
         yield c
 
 
@@ -171,9 +167,7 @@ def test_failed_promotion_rolls_back_and_is_retried() -> None:
     endpoint keeps working) and becomes a manager once the port is free."""
     with cluster_of(2, tag="pr") as c:
         h = c.hosts
-        h[0].docker("swarm", "init", "--advertise-addr", c.addr(0))
-        token = h[0].docker("swarm", "join-token", "-q", "worker").stdout.strip()
-        h[1].docker("swarm", "join", "--token", token, f"{c.addr(0)}:2377")
+        form_swarm(c)
         h[0].docker("network", "create", "-d", "overlay", "--attachable", "pr-net")
         wait_for(lambda: h[1].docker("network", "inspect", "pr-net", check=False).returncode == 0,
                  timeout=10, what="pr-net on the worker")  # fmt: skip
