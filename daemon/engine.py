@@ -204,7 +204,8 @@ class Engine:
         changed = self.networks.changed
         while True:
             try:
-                await asyncio.wait_for(changed.wait(), RECONCILE_INTERVAL)
+                async with asyncio.timeout(RECONCILE_INTERVAL):
+                    await changed.wait()
                 fresh = False  # our own change: plan against what we know is there
             except TimeoutError:
                 fresh = True  # safety net: re-read the whole kernel

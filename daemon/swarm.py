@@ -662,7 +662,8 @@ class SwarmService:
                 else:
                     assert self.agent is not None
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.agent.got_state.wait(), 10)
+                        async with asyncio.timeout(10):
+                            await self.agent.got_state.wait()
             except BaseException:
                 await self._forget()
                 raise

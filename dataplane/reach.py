@@ -56,7 +56,8 @@ async def host_answers(addr: str, timeout: float = 0.35, tries: int = 3) -> bool
     try:
         while (left := deadline - loop.time()) > 0:
             try:
-                data, src = await asyncio.wait_for(loop.sock_recvfrom(sock, 2048), left)
+                async with asyncio.timeout(left):
+                    data, src = await loop.sock_recvfrom(sock, 2048)
             except (TimeoutError, OSError):
                 return False
             ihl = (data[0] & 0x0F) * 4

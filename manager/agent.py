@@ -101,7 +101,8 @@ class SessionAgent:
         try:
             await conn.send(rpc.dump({"type": "session", "addr": self.addr,
                                       "want_state": self._want_state}))  # fmt: skip
-            first = rpc.load(await asyncio.wait_for(conn.recv(), 5.0))
+            async with asyncio.timeout(5.0):
+                first = rpc.load(await conn.recv())
             if "redirect" in first:
                 leader = first["redirect"]
                 return str(leader) if leader and leader != addr else None
@@ -116,7 +117,8 @@ class SessionAgent:
                 frame = first
                 while True:
                     self._take(frame)
-                    frame = rpc.load(await asyncio.wait_for(conn.recv(), 3 * HEARTBEAT_PERIOD))
+                    async with asyncio.timeout(3 * HEARTBEAT_PERIOD):
+                        frame = rpc.load(await conn.recv())
             finally:
                 beat.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

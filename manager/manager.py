@@ -285,7 +285,8 @@ class Manager:
                     reply = rpc.error_doc(exc)
                 await conn.send(rpc.dump(reply))
                 try:  # an idle caller's connection is closed after a while
-                    hello = rpc.load(await asyncio.wait_for(conn.recv(), CALL_IDLE))
+                    async with asyncio.timeout(CALL_IDLE):
+                        hello = rpc.load(await conn.recv())
                 except TimeoutError:
                     return
         elif kind == "session":
@@ -447,7 +448,8 @@ class Manager:
                                         "addr": addr, "now": stamp()})  # fmt: skip
             while self.node.is_leader:
                 try:
-                    rpc.load(await asyncio.wait_for(conn.recv(), DOWN_AFTER))
+                    async with asyncio.timeout(DOWN_AFTER):
+                        rpc.load(await conn.recv())
                 except TimeoutError:
                     return
                 self._last_seen[node_id] = asyncio.get_running_loop().time()
@@ -467,7 +469,8 @@ class Manager:
             await conn.send(rpc.dump(frame))  # also the leader's heartbeat
             changed = self.changed
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), HEARTBEAT_PERIOD)
+                async with asyncio.timeout(HEARTBEAT_PERIOD):
+                    await changed.wait()
         await conn.close()
 
     # --- leader duties ---------------------------------------------------------------------

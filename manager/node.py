@@ -128,7 +128,8 @@ class RaftNode:
 
         self._post(submit)
         try:
-            result = await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                result = await fut
         except TimeoutError as exc:
             raise Unavailable(
                 "The swarm does not have a leader. It's possible that too few managers are "
@@ -156,7 +157,8 @@ class RaftNode:
 
         self._post(ask)
         try:
-            await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                await fut
         except TimeoutError as exc:
             raise Unavailable("no quorum to confirm a consistent read") from exc
         finally:

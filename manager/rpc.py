@@ -102,7 +102,8 @@ async def call(addr: str, ctx: ssl.SSLContext, request: dict[str, Any],
         try:
             conn = await _open(addr, ctx, timeout)
             await conn.send(dump({"type": "call", **request}))
-            reply = load(await asyncio.wait_for(conn.recv(), timeout))
+            async with asyncio.timeout(timeout):
+                reply = load(await conn.recv())
         except asyncio.CancelledError:
             if conn is not None:
                 await conn.close()

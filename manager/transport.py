@@ -155,5 +155,8 @@ async def serve(
 
 
 async def connect(host: str, port: int, ctx: ssl.SSLContext, timeout: float = 5.0) -> Connection:
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=ctx), timeout)
+    # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that races with
+    # completion, and a caller being stopped would then carry on (e.g. a session loop).
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(host, port, ssl=ctx)
     return Connection(reader, writer, None, _peer_certificate(writer))
