@@ -18,7 +18,7 @@ from ipaddress import IPv4Address, IPv4Interface
 from socket import AF_INET
 from typing import Any
 
-from pyroute2 import AsyncIPRoute
+from pyroute2.iproute.linux import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
 

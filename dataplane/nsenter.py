@@ -19,7 +19,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
-from pyroute2 import AsyncIPRoute
+from pyroute2.iproute.linux import AsyncIPRoute
 
 from .netns import netns_key
 
@@ -63,9 +63,10 @@ def _in_thread(fn: Callable[[], T]) -> T:
     return box["value"]  # type: ignore[return-value]
 
 
-def enter(path: str, n: int = 1) -> list[socket.socket]:
+def enter(path: str, n: int = 1, then: Callable[[], None] | None = None) -> list[socket.socket]:
     """n rtnetlink sockets inside the existing netns at path. FileNotFoundError if path is
-    not a network namespace: nothing is ever created (the flags=0 of pyroute2)."""
+    not a network namespace: nothing is ever created (the flags=0 of pyroute2). `then`
+    runs inside first (/proc/sys/net there is that namespace's)."""
     if netns_key(path) is None:
         raise FileNotFoundError(errno.ENOENT, "no network namespace", path)
 
@@ -75,18 +76,23 @@ def enter(path: str, n: int = 1) -> list[socket.socket]:
             _check(_libc.setns(fd, _CLONE_NEWNET), "setns into", path)
         finally:
             os.close(fd)
+        if then is not None:
+            then()
         return _rtnl(n)
 
     return _in_thread(inside)
 
 
-def create(path: str, n: int = 1) -> list[socket.socket]:
-    """A new netns bind-mounted at path (an existing, empty file), and n sockets in it."""
+def create(path: str, n: int = 1, then: Callable[[], None] | None = None) -> list[socket.socket]:
+    """A new netns bind-mounted at path (an existing, empty file), and n sockets in it;
+    `then` runs inside first."""
 
     def inside() -> list[socket.socket]:
         _check(_libc.unshare(_CLONE_NEWNET), "unshare for", path)
         src = b"/proc/thread-self/ns/net"  # not /proc/self: that is the main thread's
         _check(_libc.mount(src, path.encode(), b"none", _MS_BIND, None), "bind-mount", path)
+        if then is not None:
+            then()
         return _rtnl(n)
 
     return _in_thread(inside)

@@ -14,7 +14,7 @@ import os
 from contextlib import suppress
 from ipaddress import IPv4Address
 
-from pyroute2 import AsyncIPRoute
+from pyroute2.iproute.linux import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from . import neighmsg

@@ -13,6 +13,7 @@ truncated frame or a TLS error closes that connection and nothing else.
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import contextlib
 import datetime as dt
 import logging
@@ -29,6 +30,11 @@ from manager import ca
 log = logging.getLogger("overlayd.manager")
 
 MAX_FRAME = 16 << 20
+
+# asyncio gives every TLS connection a read buffer of SSLProtocol.max_size (256 KiB,
+# zero-filled, so resident); a manager holds one connection per node, 25 MB for 100
+# workers. A TLS record carries at most 16 KiB, so 32 KiB reads lose nothing.
+asyncio.sslproto.SSLProtocol.max_size = 32 * 1024
 _LEN = struct.Struct(">I")
 
 

@@ -18,6 +18,7 @@ import pytest
 from dataplane.layout import sandbox_path
 from dataplane.model import Desired
 from dataplane.mtu import overlay_mtu
+from dataplane.sandbox import BRIDGE_NETFILTER
 from tests.integration.nshelpers import wait_until
 from tests.integration.test_dataplane_overlay_lab import (
     OverlayLab,
@@ -111,6 +112,11 @@ def test_three_hosts_two_networks(ol: OverlayLab) -> None:
         ip[1]: (eps[1][0].mac, ["PERMANENT"]), ip[2]: (eps[2][0].mac, ["PERMANENT"])}  # fmt: skip
     eth0 = cs[0].run("ip", "-j", "link", "show", "eth0").stdout
     assert eps[0][0].mac in eth0 and f'"mtu":{mtu}' in eth0
+    # br_netfilter (if loaded) is switched off in the sandbox only: no rules there
+    knobs = [k for k in BRIDGE_NETFILTER if os.path.exists(k)]
+    for knob in knobs:
+        assert hosts[0].ns.run("nsenter", f"--net={sb}", "cat", knob).stdout.strip() == "0"
+        assert hosts[0].ns.run("cat", knob).stdout.strip() == "1"  # a new netns's default
     # nothing of the overlay in the host namespaces themselves
     assert "vxlan" not in hosts[0].ns.run("ip", "-d", "link").stdout
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import datetime as dt
 import ssl
 import struct
@@ -52,6 +53,18 @@ async def test_members_know_each_other(echo_server) -> None:  # type: ignore[no-
     assert await conn.recv() == b"HELLO"
     assert seen == [ca.NodeIdentity("w1", "worker", "cl")]
     assert ca.identity_of(conn.server_cert, root.cert, NOW).node_id == "srv"
+    await conn.close()
+
+
+async def test_frames_larger_than_the_tls_read_buffer_arrive_whole(echo_server) -> None:  # type: ignore[no-untyped-def]
+    root, port, _ = echo_server
+    cert, key = member(root, "w2", "worker")
+    conn = await transport.connect("127.0.0.1", port, transport.client_context(root.pem, cert, key))
+    assert asyncio.sslproto.SSLProtocol.max_size == 32 * 1024
+    payload = bytes(range(97, 123)) * 40_000  # ~1 MB: many records, many buffer fills
+    for _ in range(3):
+        await conn.send(payload)
+        assert await conn.recv() == payload.upper()
     await conn.close()
 
 
