@@ -27,6 +27,7 @@ from dataplane.model import Desired
 from dataplane.netns import ContainerNetns, free_ifname, host_netns_keys, resolve_container
 from dataplane.probe import address_mtu, default_route_address, host_routes
 from dataplane.reconciler import Dataplane
+from dataplane.xfrm import esp_support
 
 log = get_logger("overlayd.engine")
 
@@ -51,12 +52,16 @@ class SwarmInfo:
         return "active/manager" if self.control_available else "active/worker"
 
 
+_UNKNOWN = object()
+
+
 class _KernelAdapter:
     """Binds the data plane to the NetworkService's Kernel protocol."""
 
     def __init__(self, dataplane: Dataplane) -> None:
         self._dataplane = dataplane
         self.routes: list[IPv4Network] = []  # refreshed at start and by the safety net
+        self._esp: object = _UNKNOWN  # the kernel's answer, asked once
 
     def host_routes(self) -> list[IPv4Network]:
         return self.routes
@@ -69,6 +74,11 @@ class _KernelAdapter:
 
     def host_netns_keys(self) -> frozenset[str]:
         return host_netns_keys()
+
+    def esp_support(self) -> str | None:
+        if self._esp is _UNKNOWN:
+            self._esp = esp_support()
+        return self._esp  # type: ignore[return-value]
 
     def link_exists(self, ifname: str) -> bool:
         try:

@@ -29,10 +29,12 @@ from dataplane.model import (
     BridgeSpec,
     Desired,
     EndpointSpec,
+    IpsecKeys,
     OverlaySpec,
     PeerSpec,
 )
 from dataplane.netns import ContainerNetns
+from dataplane.xfrmmsg import AEAD_NAME
 from manager import ipam
 
 log = get_logger("overlayd.networks")
@@ -57,6 +59,7 @@ HOST_NETWORK_ERROR = (
 _MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 UNSUPPORTED_DRIVERS = ("macvlan", "ipvlan")
 GWBRIDGE = "docker_gwbridge"
+OPT_ENCRYPTED = "encrypted"  # overlay: VXLAN between hosts through ESP (IPsec)
 
 
 class Kernel(Protocol):
@@ -81,6 +84,10 @@ class Kernel(Protocol):
 
     def host_routes(self) -> list[IPv4Network]:
         """Subnets the host already routes to (kept fresh by the engine)."""
+        ...
+
+    def esp_support(self) -> str | None:
+        """None if this kernel can encrypt overlay traffic (ESP), else why not."""
         ...
 
 
@@ -108,6 +115,8 @@ class SwarmNetworks(Protocol):
     def peers(self, network_ids: set[str]) -> list[PeerSpec]: ...
 
     def vtep(self) -> IPv4Address | None: ...
+
+    def ipsec_keys(self) -> IpsecKeys | None: ...
 
     def peer_hosts(self, net_id: str) -> list[tuple[str, str]]: ...
 
@@ -611,6 +620,8 @@ class NetworkService:
                         f"Could not attach to network {net.name}: rpc error: code = "
                         f"PermissionDenied desc = network {net.name} not manually attachable"
                     )
+                if OPT_ENCRYPTED in net.options:
+                    self._check_esp(net)
                 ip = IPv4Interface(
                     await swarm.allocate(net.id, ep_id, requested, req.mac_address.lower())
                 ).ip
@@ -837,6 +848,17 @@ class NetworkService:
             self._publish("disconnect", net, container=ep.container_id)
             log.info("endpoint disconnected", network=net.name, container=ep.container_name)
 
+    def _check_esp(self, net: NetworkRecord) -> None:
+        """An encrypted network on a kernel that cannot encrypt: refuse before anything is
+        allocated, rather than send cleartext or nothing at all."""
+        why = self._kernel.esp_support()
+        if why is not None:
+            raise SystemError_(
+                f"network {net.name} is encrypted, but this host's kernel refuses ESP with "
+                f"{AEAD_NAME} ({why}): it needs CONFIG_INET_ESP and AES-GCM (modules esp4, "
+                "aes, gcm)"
+            )
+
     # ----- kernel ---------------------------------------------------------------------------
 
     def desired(self) -> Desired:
@@ -883,6 +905,7 @@ class NetworkService:
             overlays=frozenset(overlays),
             peers=frozenset(self.swarm.peers(used)),
             vtep=self.swarm.vtep(),
+            ipsec=self.swarm.ipsec_keys(),
         )
 
     def _overlay_desired(self, endpoints: set[EndpointSpec]) -> tuple[set[OverlaySpec], set[str]]:

@@ -13,16 +13,14 @@ from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
 from daemon.errors import Unavailable
-from daemon.networks import OPT_MTU, CreateNetworkRequest, _mtu_option
+from daemon.networks import OPT_ENCRYPTED, OPT_MTU, CreateNetworkRequest, _mtu_option
 from daemon.records import NetworkRecord
 from daemon.swarm import SwarmService, new_network_id
-from dataplane.model import OverlaySpec, PeerSpec
+from dataplane.model import IpsecKeys, OverlaySpec, PeerSpec
 from dataplane.mtu import overlay_mtu
 from manager.ipam import mac_for
 from manager.state import SwarmNetwork
 from manager.timefmt import stamp
-
-OPT_ENCRYPTED = "encrypted"
 
 
 def _record(net: SwarmNetwork) -> NetworkRecord:
@@ -191,6 +189,18 @@ class SwarmNetworkAdapter:
         ident = self._svc.identity
         try:
             return IPv4Address(ident.data_addr) if ident else None
+        except ValueError:
+            return None
+
+    def ipsec_keys(self) -> IpsecKeys | None:
+        """The managers' data-path key ring (hex, newest last, rotated every 12 h)."""
+        state = self._svc.view()
+        ring = state.keyrings.get("ipsec") if state is not None else None
+        if ring is None or not ring.keys or ring.primary is None:
+            return None
+        try:
+            return IpsecKeys(tuple(bytes.fromhex(k) for k in ring.keys),
+                             bytes.fromhex(ring.primary))  # fmt: skip
         except ValueError:
             return None
 

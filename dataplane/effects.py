@@ -29,8 +29,10 @@ from .model import (
     ObservedSandbox,
     Op,
     ProgramPeers,
+    ProgramXfrm,
     SetLink,
     VxlanInfo,
+    XfrmObserved,
     bridge_alias,
     endpoint_alias,
     vxlan_alias,
@@ -51,6 +53,11 @@ def after(observed: Observed, op: Op) -> Observed:
         case ProgramPeers():
             sb = observed.sandboxes[op.netns]
             return _sandboxes(observed, op.netns, _peers(sb, op))
+        case ProgramXfrm():
+            x = observed.xfrm
+            sas = (x.sas - set(op.del_sas)) | set(op.add_sas)
+            policies = (x.policies - set(op.del_policies)) | set(op.put_policies)
+            return replace(observed, xfrm=XfrmObserved(sas, policies))
     netns = getattr(op, "netns", None)
     if netns is None:
         return replace(observed, links=_links(observed.links, op))

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import NamedTuple
 
+from .xfrmmsg import PolicyEntry, SaEntry
+
 # Every device overlayd creates carries an alias starting with this, so a restarted
 # daemon can tell its own objects from everything else using the kernel alone.
 ALIAS_PREFIX = "overlayd:"
@@ -48,7 +50,7 @@ class OverlaySpec:
     gateway: IPv4Interface  # address of br0 in the sandbox, e.g. 10.0.1.1/24
     mtu: int  # of br0, vxlan0 and every endpoint's veth
     dstport: int = 4789  # the swarm's data-path port
-    encrypted: bool = False  # only the MTU depends on it here (xfrm is planned elsewhere)
+    encrypted: bool = False  # VXLAN between hosts goes through ESP (ipsec_plan.py)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,15 @@ class EndpointSpec:
 
 
 @dataclass(frozen=True)
+class IpsecKeys:
+    """The swarm's data-path keys (rotated by the managers, the same on every node):
+    SAs to receive with for each, the primary one to send with."""
+
+    keys: tuple[bytes, ...]
+    primary: bytes
+
+
+@dataclass(frozen=True)
 class Desired:
     bridges: frozenset[BridgeSpec] = field(default_factory=frozenset)
     endpoints: frozenset[EndpointSpec] = field(default_factory=frozenset)
@@ -90,6 +101,7 @@ class Desired:
     # this host's underlay address: the vxlan devices' `local`, and what peers use as our
     # VTEP; None leaves existing vxlan devices and their entries as they are
     vtep: IPv4Address | None = None
+    ipsec: IpsecKeys | None = None  # needed by encrypted overlays
 
 
 # --- what observe() saw ----------------------------------------------------------------------
@@ -176,6 +188,14 @@ class ObservedSandbox:
 
 
 @dataclass(frozen=True)
+class XfrmObserved:
+    """overlayd's SAs (by reqid) and outbound policies (by mark) in the host namespace."""
+
+    sas: frozenset[SaEntry] = frozenset()
+    policies: frozenset[PolicyEntry] = frozenset()
+
+
+@dataclass(frozen=True)
 class Observed:
     """The host namespace as the kernel reports it, normalized for plan()."""
 
@@ -185,6 +205,7 @@ class Observed:
     nft: str | None = None  # fingerprint of overlayd's nft tables, None when absent
     ip_forward: bool = False
     sandboxes: dict[str, ObservedSandbox] = field(default_factory=dict)  # by path
+    xfrm: XfrmObserved = field(default_factory=lambda: XfrmObserved())
 
 
 # --- what apply() does: a closed set of idempotent operations -------------------------------
@@ -314,6 +335,22 @@ class ApplyNft:
     ruleset: NftRuleset
 
 
+@dataclass(frozen=True)
+class ProgramXfrm:
+    """One batch of ESP changes in the host namespace, applied in this order."""
+
+    add_sas: tuple[SaEntry, ...] = ()
+    put_policies: tuple[PolicyEntry, ...] = ()
+    del_policies: tuple[PolicyEntry, ...] = ()
+    del_sas: tuple[SaEntry, ...] = ()
+
+    def __repr__(self) -> str:  # keys must never reach a log line
+        return (
+            f"ProgramXfrm(SA +{len(self.add_sas)} -{len(self.del_sas)}, "
+            f"policy +{len(self.put_policies)} -{len(self.del_policies)})"
+        )
+
+
 LinkOp = CreateBridge | CreateEndpoint | SetLink | AddAddr | DelAddr | DelLink
 OverlayOp = CreateSandbox | DelSandbox | CreateOverlayBridge | CreateVxlan | ProgramPeers
-Op = LinkOp | EnableIpForward | ApplyNft | OverlayOp
+Op = LinkOp | EnableIpForward | ApplyNft | OverlayOp | ProgramXfrm

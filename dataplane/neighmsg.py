@@ -196,6 +196,17 @@ def _reply(data: bytes, start: int, end: int, flags: int, seq: int) -> Reply:
     return Reply(seq, -error, text)
 
 
+def control_reply(data: bytes, kind: int, flags: int, seq: int, start: int,
+                  end: int) -> Reply | None:  # fmt: skip
+    """The Reply an NLMSG_ERROR or NLMSG_DONE stands for (any netlink family); else None."""
+    if kind == NLMSG_ERROR:
+        return _reply(data, start, end, flags, seq)
+    if kind == NLMSG_DONE:
+        error = _ERR.unpack_from(data, start)[0] if end - start >= 4 else 0
+        return Reply(seq, -error, "done")
+    return None
+
+
 def parse(data: bytes) -> Iterator[NeighRecord | Reply]:
     """Messages of one datagram: neighbour records, and Replies for errors/ACKs/DONE.
     A record of an interrupted dump is preceded by Reply(seq, INTERRUPTED, ...)."""
@@ -205,13 +216,12 @@ def parse(data: bytes) -> Iterator[NeighRecord | Reply]:
         if length < _HDR.size:
             break
         end = pos + length
-        if kind == NLMSG_ERROR:
-            yield _reply(data, pos + _HDR.size, end, flags, seq)
-        elif kind == NLMSG_DONE:
-            error = _ERR.unpack_from(data, pos + _HDR.size)[0] if length >= _HDR.size + 4 else 0
-            yield Reply(seq, -error, "done")
-        elif kind == RTM_NEWNEIGH:
+        if kind == RTM_NEWNEIGH:
             if flags & NLM_F_DUMP_INTR:
                 yield Reply(seq, INTERRUPTED, "interrupted")
             yield _neigh(data, pos + _HDR.size, end)
+        else:
+            reply = control_reply(data, kind, flags, seq, pos + _HDR.size, end)
+            if reply is not None:
+                yield reply
         pos += (length + 3) & ~3

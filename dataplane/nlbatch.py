@@ -1,4 +1,5 @@
-"""A plain NETLINK_ROUTE socket for FDB/neigh batches and dumps: many messages per sendmsg.
+"""Plain netlink sockets for batches and dumps: many messages per sendmsg (FDB/neigh on
+NETLINK_ROUTE here, xfrm SAs and policies in xfrm.py).
 
 Programming 10 000 remote endpoints one request at a time is 20 000 round trips; here a
 batch is one sendmsg of concatenated messages. Only the last message of a chunk asks for
@@ -18,8 +19,9 @@ import errno
 import itertools
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
+from typing import Any
 
 from . import neighmsg
 from .neighmsg import NeighRecord, Reply
@@ -40,8 +42,12 @@ class NetlinkOverflow(RuntimeError):
     """Replies were dropped (ENOBUFS) or never came: the batch's outcome is unknown."""
 
 
-class NeighSocket:
-    def __init__(self, sock: socket.socket) -> None:
+class BatchSocket:
+    """The batching and dump logic for any netlink family; `parse` decodes one datagram
+    into records and Replies (neighmsg.parse, xfrmmsg.parse)."""
+
+    def __init__(self, sock: socket.socket, parse: Callable[[bytes], Iterable[Any]]) -> None:
+        self._parse = parse
         self._sock = sock
         for opt in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):
             with suppress(OSError):  # older kernels: bigger error replies, no message text
@@ -83,37 +89,37 @@ class NeighSocket:
         """Replies up to and including the one for sequence number `last`."""
         out: list[Reply] = []
         while True:
-            for item in neighmsg.parse(self._recv()):
+            for item in self._parse(self._recv()):
                 if isinstance(item, Reply):
                     out.append(item)
                     if item.seq == last:
                         return out
 
-    def dump(self, family: int) -> list[NeighRecord]:
-        """All neighbour (AF_INET) or FDB (AF_BRIDGE) entries of the namespace; a dump that
-        the kernel marks as interrupted by a concurrent change is redone."""
+    def dump_records(self, request: Callable[[int], bytes], what: str) -> list[Any]:
+        """Every record of a dump (request(seq) builds it); a dump that the kernel marks as
+        interrupted by a concurrent change is redone."""
         for _ in range(_DUMP_ATTEMPTS):
             self._drain()
             seq = self.seqs(1)
-            self._sock.send(neighmsg.dump_request(seq, family))
-            records: list[NeighRecord] = []
+            self._sock.send(request(seq))
+            records: list[Any] = []
             interrupted = False
             done = False
             while not done:
-                for item in neighmsg.parse(self._recv()):
-                    if isinstance(item, NeighRecord):
+                for item in self._parse(self._recv()):
+                    if not isinstance(item, Reply):
                         records.append(item)
                     elif item.seq != seq:
                         continue  # a late reply of an earlier, abandoned exchange
                     elif item.error == neighmsg.INTERRUPTED:
                         interrupted = True
                     elif item.error:
-                        raise OSError(item.error, f"neighbour dump: {item.message}")
+                        raise OSError(item.error, f"{what} dump: {item.message}")
                     else:
                         done = True
             if not interrupted:
                 return records
-        raise NetlinkOverflow(f"neighbour dump interrupted {_DUMP_ATTEMPTS} times")
+        raise NetlinkOverflow(f"{what} dump interrupted {_DUMP_ATTEMPTS} times")
 
     def _drain(self) -> None:
         """Drop late replies of an earlier exchange that gave up (timeout, overflow)."""
@@ -143,3 +149,14 @@ class NeighSocket:
 
 def _seq_of(msg: bytes) -> int:
     return struct.unpack_from("=I", msg, 8)[0]
+
+
+class NeighSocket(BatchSocket):
+    """A NETLINK_ROUTE socket for FDB/neigh batches and dumps."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock, neighmsg.parse)
+
+    def dump(self, family: int) -> list[NeighRecord]:
+        """All neighbour (AF_INET) or FDB (AF_BRIDGE) entries of the namespace."""
+        return self.dump_records(lambda seq: neighmsg.dump_request(seq, family), "neighbour")

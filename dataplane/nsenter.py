@@ -98,6 +98,17 @@ def create(path: str, n: int = 1, then: Callable[[], None] | None = None) -> lis
     return _in_thread(inside)
 
 
+def in_scratch_netns(fn: Callable[[], T]) -> T:
+    """fn run inside a new, unnamed network namespace that is gone when it returns (no
+    mount holds it): for probing what the kernel accepts without touching any real one."""
+
+    def inside() -> T:
+        _check(_libc.unshare(_CLONE_NEWNET), "unshare for", "a scratch netns")
+        return fn()
+
+    return _in_thread(inside)
+
+
 @contextlib.asynccontextmanager
 async def ipr_in(path: str) -> AsyncIterator[AsyncIPRoute]:
     """An AsyncIPRoute inside the netns at path, closed on exit."""

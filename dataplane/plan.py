@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from . import nftables
+from .ipsec_plan import plan_xfrm
 from .layout import DEFAULT_RUN_DIR
 from .model import (
     AddAddr,
@@ -218,7 +219,12 @@ def plan_assessed(
     ops += overlay.first
     for b in a.bridges:
         ops += _bridge_ops(b, present.get(b.ifname))
-    ruleset = nftables.render(a.bridges)
+    # SAs and policies before the nft rules that mark packets for them
+    xfrm_ops, xfrm_problems = plan_xfrm(desired, observed.xfrm)
+    a.problems.extend(xfrm_problems)
+    ops += xfrm_ops
+    encrypted = [(o.dstport, o.vni) for o in desired.overlays if o.encrypted]
+    ruleset = nftables.render(a.bridges, encrypted)
     if ruleset.fingerprint != observed.nft:
         ops.append(ApplyNft(ruleset))
     if not observed.ip_forward and any(b.masquerade and not b.internal for b in a.bridges):

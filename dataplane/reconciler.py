@@ -31,11 +31,13 @@ from .model import (
     Observed,
     Op,
     ProgramPeers,
+    ProgramXfrm,
 )
 from .netlink import Netlink
 from .netns import is_netns
 from .overlay_netlink import Overlays
 from .plan import plan_assessed
+from .xfrm import Xfrm
 
 _OVERLAY_OPS = (CreateSandbox, DelSandbox, CreateOverlayBridge, CreateVxlan, ProgramPeers)
 
@@ -68,6 +70,7 @@ class Dataplane:
         self._lock = asyncio.Lock()
         self._netlink = Netlink()
         self._overlays = Overlays(run_dir) if run_dir is not None else None
+        self._xfrm = Xfrm()
         # The kernel as last dumped, carried forward through the effects of our own
         # successful ops; None forces a dump.
         self._known: Observed | None = None
@@ -80,6 +83,7 @@ class Dataplane:
             nft=await nftables.observe(),
             ip_forward=sysctl.ip_forward(),
             sandboxes=await self._overlays.observe() if self._overlays is not None else {},
+            xfrm=await asyncio.to_thread(self._xfrm.observe),
         )
 
     async def reconcile(self, desired: Desired, *, fresh: bool = True) -> ReconcileResult:
@@ -133,6 +137,8 @@ class Dataplane:
             await nftables.apply(op.ruleset)
         elif isinstance(op, EnableIpForward):
             sysctl.enable_ip_forward()
+        elif isinstance(op, ProgramXfrm):
+            await asyncio.to_thread(self._xfrm.apply, op)
         elif isinstance(op, _OVERLAY_OPS) or getattr(op, "netns", None) is not None:
             assert self._overlays is not None  # plan() had no overlays otherwise
             await self._overlays.apply(op, self._netlink.host)
@@ -145,6 +151,7 @@ class Dataplane:
             if self._overlays is not None:
                 await self._overlays.close()
             await self._netlink.close()
+            self._xfrm.close()
 
 
 def _describe(op: Op) -> str:

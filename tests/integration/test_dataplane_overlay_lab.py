@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
@@ -35,6 +35,7 @@ from dataplane.model import (
     SANDBOX_BRIDGE,
     Desired,
     EndpointSpec,
+    IpsecKeys,
     OverlaySpec,
     PeerSpec,
 )
@@ -53,7 +54,8 @@ def encode(d: Desired) -> dict[str, Any]:
                 str(e.address), e.mac, e.mtu, gw]  # fmt: skip
 
     def ov(o: OverlaySpec) -> list[Any]:
-        return [o.network_id, o.vni, str(o.subnet), str(o.gateway), o.mtu, o.dstport]
+        return [o.network_id, o.vni, str(o.subnet), str(o.gateway), o.mtu, o.dstport,
+                o.encrypted]  # fmt: skip
 
     assert not d.bridges, "overlay driver: bridges are not encoded"
     return {
@@ -61,6 +63,7 @@ def encode(d: Desired) -> dict[str, Any]:
         "overlays": [ov(o) for o in d.overlays],
         "peers": [peer(p) for p in d.peers],
         "vtep": str(d.vtep) if d.vtep else None,
+        "ipsec": [d.ipsec.primary.hex(), *(k.hex() for k in d.ipsec.keys)] if d.ipsec else None,
     }
 
 
@@ -89,12 +92,14 @@ def decode(doc: dict[str, Any]) -> Desired:
         for eid, net, br, host, ns, ifn, addr, mac, mtu, gw in doc["endpoints"]
     )
     ovs = frozenset(
-        OverlaySpec(net, vni, IPv4Network(sub), IPv4Interface(gw), mtu, port)
-        for net, vni, sub, gw, mtu, port in doc["overlays"]
+        OverlaySpec(net, vni, IPv4Network(sub), IPv4Interface(gw), mtu, port, enc)
+        for net, vni, sub, gw, mtu, port, enc in doc["overlays"]
     )
     vtep = IPv4Address(doc["vtep"]) if doc["vtep"] else None
     peers = frozenset(_peer(x) for x in doc["peers"])
-    return Desired(endpoints=eps, overlays=ovs, peers=peers, vtep=vtep)
+    ring = [bytes.fromhex(k) for k in doc.get("ipsec") or []]
+    ipsec = IpsecKeys(tuple(ring[1:]), ring[0]) if ring else None
+    return Desired(endpoints=eps, overlays=ovs, peers=peers, vtep=vtep, ipsec=ipsec)
 
 
 # --- the driver (runs inside a host netns) ----------------------------------------------------
@@ -127,12 +132,7 @@ async def _serve(run_dir: str) -> None:
         if req.get("add_peers") or req.get("del_peers"):
             gone = {_peer(x) for x in req.get("del_peers", [])}
             added = {_peer(x) for x in req.get("add_peers", [])}
-            desired = Desired(
-                endpoints=desired.endpoints,
-                overlays=desired.overlays,
-                peers=frozenset((desired.peers - gone) | added),
-                vtep=desired.vtep,
-            )
+            desired = replace(desired, peers=frozenset((desired.peers - gone) | added))
         start = time.perf_counter()
         r = await dp.reconcile(desired, fresh=req.get("fresh", True))
         ms = (time.perf_counter() - start) * 1000
@@ -250,10 +250,12 @@ def overlay_lab() -> Iterator[OverlayLab]:
 # --- building blocks ----------------------------------------------------------------------
 
 
-def overlay(net: str, vni: int, subnet: str = "10.77.0.0/24", mtu: int = 1450) -> OverlaySpec:
+def overlay(net: str, vni: int, subnet: str = "10.77.0.0/24", mtu: int = 1450,
+            encrypted: bool = False) -> OverlaySpec:  # fmt: skip
     s = IPv4Network(subnet)
     gw = IPv4Interface(f"{s.network_address + 1}/{s.prefixlen}")
-    return OverlaySpec(network_id=net * (64 // len(net)), vni=vni, subnet=s, gateway=gw, mtu=mtu)
+    return OverlaySpec(network_id=net * (64 // len(net)), vni=vni, subnet=s, gateway=gw, mtu=mtu,
+                       encrypted=encrypted)  # fmt: skip
 
 
 def mac_of(ip: IPv4Address) -> str:

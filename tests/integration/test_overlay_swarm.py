@@ -186,3 +186,27 @@ def test_kill9_keeps_traffic_and_restart_keeps_state(lab: Cluster) -> None:
     links = c1.sh("ip", "-o", "link").stdout.splitlines()
     names = sorted(line.split(":")[1].strip().split("@")[0] for line in links)
     assert names == ["eth0", "eth1", "lo"]  # the overlay, docker_gwbridge: nothing doubled
+
+
+def test_encrypted_network_on_a_kernel_without_esp_is_refused_cleanly(lab: Cluster) -> None:
+    """Never cleartext on a network the user asked to encrypt: where the kernel cannot do
+    ESP, the connect fails with the reason and leaves nothing behind (the encrypted path
+    itself is tested in user-mode Linux, test_overlay_encrypted.py)."""
+    from dataplane.xfrm import esp_support
+
+    if esp_support() is None:
+        pytest.skip("this kernel has ESP: the encrypted path is tested end to end instead")
+    h = lab.hosts
+    h[0].docker("network", "create", "-d", "overlay", "--attachable", "--opt", "encrypted",
+                "--subnet", "10.77.6.0/24", "secret-net")  # fmt: skip
+    wait_for(lambda: h[1].docker("network", "inspect", "secret-net", check=False).returncode == 0,
+             timeout=10, what="secret-net on host1")  # fmt: skip
+    opts = h[1].docker("network", "inspect", "secret-net", "--format", "{{json .Options}}")
+    assert "encrypted" in json.loads(opts.stdout)
+    c = h[1].container("enc")
+    res = h[1].docker("network", "connect", "secret-net", c.name, check=False)
+    assert res.returncode != 0
+    assert "secret-net is encrypted" in res.stderr and "ESP" in res.stderr, res.stderr
+    assert h[1].request("GET", "/networks/secret-net").json()["Containers"] == {}
+    assert "eth" not in c.sh("ip", "-o", "link").stdout  # no interface was made
+    h[0].docker("network", "rm", "secret-net")  # nothing attached anywhere: removable
