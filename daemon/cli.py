@@ -73,6 +73,13 @@ def parser() -> argparse.ArgumentParser:
         "--tlscacert", metavar="FILE", help="CA that client certificates must chain to"
     )
     run.add_argument("--tlscert", metavar="FILE", help="server certificate for --host")
+    run.add_argument(
+        "--iptables",
+        choices=("true", "false"),
+        help="false: write no nftables rules (no NAT, no isolation between bridge networks), "
+        "for hosts whose firewall is managed elsewhere, as dockerd's --iptables=false "
+        "(default true)",
+    )
     run.add_argument("--tlskey", metavar="FILE", help="server private key for --host")
     run.add_argument("--hostname", help="node name reported by the API (default: the host name)")
     lab.add_parser(sub)
@@ -100,6 +107,7 @@ def _run(args: argparse.Namespace, build_app: AppFactory | None) -> int:
         "tlscert": args.tlscert,
         "tlskey": args.tlskey,
         "hostname": args.hostname,
+        "iptables": None if args.iptables is None else args.iptables == "true",
     }
     try:
         file_values = load_toml(args.config) if args.config else {}

@@ -39,6 +39,9 @@ class Config:
     hosts: tuple[str, ...] = ()  # extra listeners: tcp://ADDR:PORT (mutual TLS only)
     tls: TLSConfig | None = None
     hostname: str = field(default_factory=_socket.gethostname)
+    # dockerd's --iptables: False leaves the host's firewall alone (no NAT, no isolation
+    # rules) for hosts whose firewall something else manages
+    iptables: bool = True
 
     @property
     def state_path(self) -> Path:
@@ -57,6 +60,7 @@ _TOML_KEYS = {
     "tlscert": "tlscert",
     "tlskey": "tlskey",
     "hostname": "hostname",
+    "iptables": "iptables",
 }
 
 
@@ -99,6 +103,8 @@ def _validate(cfg: Config, some_tls: bool) -> None:
     for name in ("socket", "state_dir", "log_format", "log_level", "hostname"):
         if not isinstance(getattr(cfg, name), str):
             raise ConfigError(f"{name.replace('_', '-')} must be a string")
+    if not isinstance(cfg.iptables, bool):
+        raise ConfigError("iptables must be true or false")
     if cfg.log_format not in LOG_FORMATS:
         raise ConfigError(f"log-format must be one of {', '.join(LOG_FORMATS)}")
     if cfg.log_level.lower() not in LOG_LEVELS:

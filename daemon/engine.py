@@ -102,7 +102,7 @@ class Engine:
         self.events = EventBus()
         self._unsynced = asyncio.Event()
         self.store = Store(config.state_path, on_commit=self._unsynced.set)
-        self.dataplane = Dataplane(run_dir=run_dir_for(config.state_dir))
+        self.dataplane = Dataplane(run_dir=run_dir_for(config.state_dir), nft=config.iptables)
         self.kernel = _KernelAdapter(self.dataplane)
         self.networks = NetworkService(self.store, self.kernel, self.events)
         self.swarm_service = SwarmService(

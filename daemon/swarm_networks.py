@@ -23,6 +23,12 @@ from manager.state import SwarmNetwork
 from manager.timefmt import stamp
 
 
+def _vxlan_port(data_path_port: int, encrypted: bool) -> int:
+    """Encrypted networks' VXLAN goes to the next port: the hosts' xfrm policies for that
+    port then cover exactly their traffic (dataplane.ipsec_plan); on the wire it is ESP."""
+    return data_path_port + 1 if encrypted else data_path_port
+
+
 def _record(net: SwarmNetwork) -> NetworkRecord:
     return NetworkRecord(
         id=net.id,
@@ -117,6 +123,7 @@ class SwarmNetworkAdapter:
         if cfg.gateway is None:
             return None
         encrypted = OPT_ENCRYPTED in net.options
+        port = state.cluster.data_path_port if state.cluster else 4789
         mtu = overlay_mtu(self.underlay_mtu, encrypted=encrypted)
         if OPT_MTU in net.options:
             mtu = _mtu_option(net.options)
@@ -126,7 +133,7 @@ class SwarmNetworkAdapter:
             subnet=cfg.subnet,
             gateway=IPv4Interface(f"{cfg.gateway}/{cfg.subnet.prefixlen}"),
             mtu=mtu,
-            dstport=state.cluster.data_path_port if state.cluster else 4789,
+            dstport=_vxlan_port(port, encrypted),
             encrypted=encrypted,
         )
 

@@ -1,9 +1,16 @@
 """Encrypted overlays: the ESP SAs and policies this host needs, and the diff. Pure.
 
-Between our VTEP and each remote VTEP that has an endpoint on an encrypted network we
-have a local endpoint on: one outbound SA (the primary key), one inbound SA per key of
-the ring (a peer may still send with the previous primary, or already with the next),
-and one outbound policy for VXLAN packets our nft rule marked (those of encrypted VNIs).
+Encrypted networks' vxlan devices use a VXLAN port of their own (the data-path port + 1,
+see daemon.swarm_networks), so a policy on that UDP port selects exactly their traffic:
+no packet marking, no VNI matching, no netfilter at all. Between our VTEP and each
+remote VTEP that has an endpoint on an encrypted network we have a local endpoint on:
+one outbound SA (the primary key) and one inbound SA per key of the ring (a peer may
+still send with the previous primary, or already with the next). Two policies for the
+port, whatever the peers: outbound (the kernel encrypts with the destination's SA, or
+drops the packet while there is none: never cleartext, whatever the order of changes)
+and inbound (what was not decrypted by one of our SAs is dropped: nobody can inject
+cleartext into an encrypted network; and a cleartext packet to the plain port finds no
+device with an encrypted network's VNI there).
 SPIs and SA keys are derived from the ring key and the two addresses (HMAC-SHA256), so
 both ends compute the same SA without a word between them, with a different key per pair
 and direction. The same scheme as Docker's (keys from the managers, rotated every 12 h,
@@ -17,7 +24,7 @@ import hmac
 from ipaddress import IPv4Address
 
 from .model import Desired, ProgramXfrm, XfrmObserved
-from .xfrmmsg import AEAD_KEY_BYTES, MARK, POLICY_PRIORITY, REQID, PolicyEntry, SaEntry
+from .xfrmmsg import AEAD_KEY_BYTES, POLICY_PRIORITY, REQID, PolicyEntry, SaEntry
 
 _LABEL = b"overlayd esp v1"
 
@@ -30,10 +37,6 @@ def derive(key: bytes, src: IPv4Address, dst: IPv4Address) -> tuple[int, bytes]:
     return spi, mac[4 : 4 + AEAD_KEY_BYTES]
 
 
-def encrypted_vnis(desired: Desired) -> frozenset[int]:
-    return frozenset(o.vni for o in desired.overlays if o.encrypted)
-
-
 def encrypted_remotes(desired: Desired) -> frozenset[IPv4Address]:
     nets = {o.network_id for o in desired.overlays if o.encrypted}
     return frozenset(p.vtep for p in desired.peers if p.network_id in nets) - {desired.vtep}
@@ -42,25 +45,25 @@ def encrypted_remotes(desired: Desired) -> frozenset[IPv4Address]:
 def wanted(desired: Desired) -> tuple[XfrmObserved, list[str]]:
     """The SAs and policies desired, and why some cannot be had."""
     nets = sorted(o.network_id for o in desired.overlays if o.encrypted)
+    me = desired.vtep
     if not nets:
         return XfrmObserved(), []
-    if desired.ipsec is None or not desired.ipsec.keys:
-        return XfrmObserved(), [f"encrypted network {n}: no data-path keys from the managers "
-                                "yet; its traffic is held back" for n in nets]  # fmt: skip
-    me = desired.vtep
     if me is None:
         return XfrmObserved(), [f"encrypted network {n}: no local VTEP address" for n in nets]
     ports = {o.dstport for o in desired.overlays if o.encrypted}
+    policies = {PolicyEntry(me, port, outbound, REQID, POLICY_PRIORITY)
+                for port in ports for outbound in (True, False)}  # fmt: skip
+    if desired.ipsec is None or not desired.ipsec.keys:
+        # the policies alone hold its traffic back: nothing leaves, nothing gets in
+        return XfrmObserved(policies=frozenset(policies)), [
+            f"encrypted network {n}: no data-path keys from the managers yet" for n in nets]
     sas: set[SaEntry] = set()
-    policies: set[PolicyEntry] = set()
     for peer in encrypted_remotes(desired):
         spi, key = derive(desired.ipsec.primary, me, peer)
         sas.add(SaEntry(me, peer, spi, key, REQID))
         for ring_key in desired.ipsec.keys:
             spi, key = derive(ring_key, peer, me)
             sas.add(SaEntry(peer, me, spi, key, REQID))
-        for port in ports:
-            policies.add(PolicyEntry(me, peer, port, MARK, REQID, POLICY_PRIORITY))
     return XfrmObserved(frozenset(sas), frozenset(policies)), []
 
 
@@ -92,8 +95,8 @@ def _sa_order(s: SaEntry) -> tuple[int, int, int]:
     return (int(s.src), int(s.dst), s.spi)
 
 
-def _policy_order(p: PolicyEntry) -> tuple[int, int, int]:
-    return (int(p.src), int(p.dst), p.dport)
+def _policy_order(p: PolicyEntry) -> tuple[int, int, bool]:
+    return (int(p.local), p.dport, p.outbound)
 
 
 def _inbound_first(me: IPv4Address | None):  # type: ignore[no-untyped-def]

@@ -21,7 +21,6 @@ from typing import Any
 
 from . import libnft
 from .model import BridgeSpec, NftRuleset
-from .xfrmmsg import MARK
 
 FAMILY = "ip"
 TABLE = "overlayd"
@@ -30,12 +29,6 @@ DIGEST_TAG = "overlayd:"  # comment prefix of the rule that carries the digest
 _CHAINS = {
     "forward": "type filter hook forward priority filter; policy accept;",
     "postrouting": "type nat hook postrouting priority srcnat; policy accept;",
-    # encrypted overlays (only while there are any): VXLAN packets of their VNIs leave
-    # marked, so that overlayd's xfrm policies send them through ESP (a mark changed in a
-    # route chain makes the kernel route, and look up policies, again); arriving ones
-    # that were not decrypted are dropped, so nobody can inject cleartext into them.
-    "ipsec_mark": "type route hook output priority mangle; policy accept;",
-    "ipsec_guard": "type filter hook input priority filter; policy accept;",
 }
 _RESET = f"table {FAMILY} {TABLE} {{}}\ndelete table {FAMILY} {TABLE}\n"
 
@@ -48,10 +41,8 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
-def rules(bridges: Iterable[BridgeSpec],
-          encrypted: Iterable[tuple[int, int]] = ()) -> dict[str, list[str]]:  # fmt: skip
-    """Rules per chain, without the digest rule. Deterministic: sorted by bridge name.
-    `encrypted`: (VXLAN port, VNI) of each encrypted overlay network with local endpoints."""
+def rules(bridges: Iterable[BridgeSpec]) -> dict[str, list[str]]:
+    """Rules per chain, without the digest rule. Deterministic: sorted by bridge name."""
     ordered = sorted(bridges, key=lambda b: b.ifname)
     names = [b.ifname for b in ordered]
     forward: list[str] = []
@@ -69,16 +60,7 @@ def rules(bridges: Iterable[BridgeSpec],
             forward.append(f"iifname {me} oifname {me} drop")
         if b.masquerade and not b.internal:
             post.append(f"ip saddr {b.subnet} oifname != {me} masquerade")
-    chains = {"forward": forward, "postrouting": post}
-    by_port: dict[int, list[int]] = {}
-    for port, vni in sorted(set(encrypted)):
-        by_port.setdefault(port, []).append(vni)
-    if by_port:
-        vxlan = {port: f"udp dport {port} @th,96,24 {{ {', '.join(map(str, vnis))} }}"
-                 for port, vnis in by_port.items()}  # fmt: skip
-        chains["ipsec_mark"] = [f"{m} meta mark set 0x{MARK:08x}" for m in vxlan.values()]
-        chains["ipsec_guard"] = [f"{m} meta secpath missing drop" for m in vxlan.values()]
-    return chains
+    return {"forward": forward, "postrouting": post}
 
 
 def _digest(chains: dict[str, list[str]]) -> str:
@@ -90,25 +72,23 @@ def _fingerprint(digest: str, counts: dict[str, int]) -> str:
     return digest + " " + " ".join(f"{c}={counts[c]}" for c in sorted(counts))
 
 
-def render(bridges: Iterable[BridgeSpec],
-           encrypted: Iterable[tuple[int, int]] = ()) -> NftRuleset:  # fmt: skip
-    """The whole table for these bridges and encrypted overlays; none means no table."""
+def render(bridges: Iterable[BridgeSpec]) -> NftRuleset:
+    """The whole table for these bridges; no bridges means no table at all."""
     bridges = list(bridges)
-    encrypted = list(encrypted)
-    if not bridges and not encrypted:
+    if not bridges:
         return NftRuleset(script=_RESET, fingerprint=None)
-    chains = rules(bridges, encrypted)
+    chains = rules(bridges)
     digest = _digest(chains)
     chains["forward"].insert(
         0, f'ct state established,related accept comment "{DIGEST_TAG}{digest}"'
     )
     body = [f"table {FAMILY} {TABLE} {{", '\tcomment "managed by overlayd; edits are reverted"']
-    for name in chains:
-        body += [f"\tchain {name} {{", f"\t\t{_CHAINS[name]}"]
+    for name, header in _CHAINS.items():
+        body += [f"\tchain {name} {{", f"\t\t{header}"]
         body += [f"\t\t{r}" for r in chains[name]]
         body.append("\t}")
     body.append("}")
-    counts = {c: len(chains[c]) for c in chains}
+    counts = {c: len(chains[c]) for c in _CHAINS}
     script = _RESET + "\n".join(body) + "\n"
     return NftRuleset(script=script, fingerprint=_fingerprint(digest, counts))
 
@@ -135,8 +115,8 @@ async def observe() -> str | None:
     try:
         out = libnft.shared().run(f"list table {FAMILY} {TABLE}", json_output=True)
     except libnft.NftLibError as e:
-        if "No such file or directory" in str(e):
-            return None
+        if "No such file or directory" in str(e) or "Operation not supported" in str(e):
+            return None  # no table, or a kernel without nftables' ip family: none either
         raise NftError(f"nft list table {FAMILY} {TABLE}: {e}") from e
     return fingerprint_of(json.loads(out))
 

@@ -204,9 +204,10 @@ def plan(desired: Desired, observed: Observed, *, run_dir: str = DEFAULT_RUN_DIR
 
 
 def plan_assessed(
-    desired: Desired, observed: Observed, *, run_dir: str = DEFAULT_RUN_DIR
+    desired: Desired, observed: Observed, *, run_dir: str = DEFAULT_RUN_DIR, nft: bool = True
 ) -> tuple[list[Op], Assessment]:
-    """plan() and the assessment it was made from (assessing 10 000 peers is not free)."""
+    """plan() and the assessment it was made from (assessing 10 000 peers is not free).
+    `nft` False: no nftables ops (dockerd's --iptables=false)."""
     a = assess(desired, observed, run_dir=run_dir)
     host = _host_only(desired)
     links = observed.links
@@ -219,13 +220,12 @@ def plan_assessed(
     ops += overlay.first
     for b in a.bridges:
         ops += _bridge_ops(b, present.get(b.ifname))
-    # SAs and policies before the nft rules that mark packets for them
+    # SAs and policies before the vxlan devices that send through them
     xfrm_ops, xfrm_problems = plan_xfrm(desired, observed.xfrm)
     a.problems.extend(xfrm_problems)
     ops += xfrm_ops
-    encrypted = [(o.dstport, o.vni) for o in desired.overlays if o.encrypted]
-    ruleset = nftables.render(a.bridges, encrypted)
-    if ruleset.fingerprint != observed.nft:
+    ruleset = nftables.render(a.bridges)
+    if nft and ruleset.fingerprint != observed.nft:
         ops.append(ApplyNft(ruleset))
     if not observed.ip_forward and any(b.masquerade and not b.internal for b in a.bridges):
         ops.append(EnableIpForward())

@@ -61,12 +61,14 @@ class ReconcileResult:
 class Dataplane:
     """Use from one event loop; reconcile() calls are serialized by a lock.
 
+    `nft` False: no nftables rules at all (the host's firewall is someone else's).
     `run_dir`: this instance's own directory for overlay sandboxes (netns bind mounts),
     e.g. layout.run_dir_for(state_dir); two daemons on one machine must pass different
     ones. None (bridge networks only): overlay networks in Desired are reported as errors."""
 
-    def __init__(self, run_dir: str | None = None) -> None:
+    def __init__(self, run_dir: str | None = None, nft: bool = True) -> None:
         self.run_dir = run_dir
+        self.nft = nft  # False: never read or write nftables (dockerd's --iptables=false)
         self._lock = asyncio.Lock()
         self._netlink = Netlink()
         self._overlays = Overlays(run_dir) if run_dir is not None else None
@@ -80,7 +82,7 @@ class Dataplane:
         return Observed(
             links=await self._netlink.observe(),
             live_netns=frozenset(p for p in paths if is_netns(p)),
-            nft=await nftables.observe(),
+            nft=await nftables.observe() if self.nft else None,
             ip_forward=sysctl.ip_forward(),
             sandboxes=await self._overlays.observe() if self._overlays is not None else {},
             xfrm=await asyncio.to_thread(self._xfrm.observe),
@@ -102,7 +104,8 @@ class Dataplane:
                     )
                 failures: list[str] = []
                 state = observed
-                ops, verdict = plan_assessed(desired, observed, run_dir=self.run_dir or "")
+                ops, verdict = plan_assessed(desired, observed, run_dir=self.run_dir or "",
+                                             nft=self.nft)  # fmt: skip
                 for op in ops:
                     try:
                         await self._apply(op)

@@ -1,7 +1,7 @@
 """ESP SAs and policies in this process's network namespace (the host's, where the vxlan
 devices' UDP sockets live), through one NETLINK_XFRM socket.
 
-Only entries carrying overlayd's reqid (SAs) or mark (policies) are ever reported or
+Only entries carrying overlayd's reqid (SAs, policy templates) are ever reported or
 touched: other IPsec users of the host (strongSwan, libreswan) keep theirs.
 Blocking calls: the reconciler runs them in a worker thread.
 """
@@ -16,7 +16,7 @@ from ipaddress import IPv4Address
 from . import nsenter, xfrmmsg
 from .model import ProgramXfrm, XfrmObserved
 from .nlbatch import BatchSocket
-from .xfrmmsg import MARK, REQID, PolicyEntry, SaEntry
+from .xfrmmsg import REQID, PolicyEntry, SaEntry
 
 
 def _open() -> socket.socket:
@@ -45,7 +45,7 @@ class Xfrm:
         return XfrmObserved(
             sas=frozenset(s for s in sas if isinstance(s, SaEntry) and s.reqid == REQID),
             policies=frozenset(
-                p for p in policies if isinstance(p, PolicyEntry) and p.mark == MARK
+                p for p in policies if isinstance(p, PolicyEntry) and p.reqid == REQID
             ),
         )
 
@@ -119,5 +119,6 @@ def _describe(entry: object) -> str:
     if isinstance(entry, SaEntry):
         return f"{entry.src} -> {entry.dst} spi 0x{entry.spi:08x}"
     if isinstance(entry, PolicyEntry):
-        return f"{entry.src} -> {entry.dst} udp dport {entry.dport}"
+        way = "out from" if entry.outbound else "in to"
+        return f"udp dport {entry.dport} {way} {entry.local}"
     return repr(entry)

@@ -52,18 +52,18 @@ XFRMA_MARK = 21
 IPPROTO_UDP = 17
 IPPROTO_ESP = 50
 XFRM_MODE_TRANSPORT = 0
+XFRM_POLICY_IN = 0
 XFRM_POLICY_OUT = 1
 XFRM_INF = (1 << 64) - 1
 
 AEAD_NAME = "rfc4106(gcm(aes))"  # AES-GCM-128 as in RFC 4106: 16-byte key + 4-byte salt
 AEAD_KEY_BYTES = 20
-AEAD_ICV_BITS = 128
+AEAD_ICV_BITS = 128  # dataplane.mtu counts these 16 bytes
 REPLAY_WINDOW = 64
 
-# overlayd's tags: reqid ties our policies' templates to our SAs; the mark (set by our nft
-# rule on VXLAN packets of encrypted networks) selects our policies.
+# overlayd's tag: the reqid ties our policies' templates to our SAs, and tells our SAs and
+# policies from anybody else's (strongSwan, libreswan) in dumps.
 REQID = 0x6F7664  # "ovd"
-MARK = 0x0D0C4E30
 POLICY_PRIORITY = 0x2000
 
 _HDR = struct.Struct("=IHHII")
@@ -72,7 +72,6 @@ _LFT_INF = struct.pack("=8Q", XFRM_INF, XFRM_INF, XFRM_INF, XFRM_INF, 0, 0, 0, 0
 _CURLFT = bytes(32)
 _STATS = bytes(12)
 _AEAD = struct.Struct("=64sII")
-_MARK = struct.Struct("=II")
 
 SIZE_SELECTOR = 56
 SIZE_USERSA_INFO = 224
@@ -92,12 +91,14 @@ class SaEntry:
 
 @dataclass(frozen=True)
 class PolicyEntry:
-    """An outbound policy: marked UDP to `dport` from src to dst goes through ESP."""
+    """UDP to port `dport` must go through ESP: `outbound`, from `local` to anywhere (the
+    kernel encrypts with the SA for the destination, or drops the packet if there is
+    none); inbound, from anywhere to `local` (what was not decrypted by one of our SAs is
+    dropped). Transport-mode templates take their addresses from each packet."""
 
-    src: IPv4Address
-    dst: IPv4Address
+    local: IPv4Address
     dport: int
-    mark: int
+    outbound: bool
     reqid: int
     priority: int
 
@@ -106,14 +107,13 @@ def _addr(a: IPv4Address | None) -> bytes:
     return (a.packed if a is not None else b"") + bytes(16 - (4 if a is not None else 0))
 
 
-def _selector(src: IPv4Address | None = None, dst: IPv4Address | None = None,
-              proto: int = 0, dport: int = 0) -> bytes:  # fmt: skip
-    """A selector for exactly src -> dst (prefix 32), or the empty one."""
-    family = socket.AF_INET if src is not None else 0
-    plen = 32 if src is not None else 0
-    ports = struct.pack("!HHHH", dport, 0xFFFF if dport else 0, 0, 0)
-    return _addr(dst) + _addr(src) + ports + struct.pack("=HBBBxxxiI", family, plen, plen,
-                                                         proto, 0, 0)  # fmt: skip
+def _selector(p: PolicyEntry) -> bytes:
+    """UDP to p.dport from p.local/32 to anywhere (outbound) or the other way round."""
+    src, dst = (p.local, None) if p.outbound else (None, p.local)
+    ports = struct.pack("!HHHH", p.dport, 0xFFFF, 0, 0)
+    return _addr(dst) + _addr(src) + ports + struct.pack(
+        "=HBBBxxxiI", socket.AF_INET, 32 if dst else 0, 32 if src else 0, IPPROTO_UDP, 0, 0
+    )
 
 
 def _attr(kind: int, value: bytes) -> bytes:
@@ -151,30 +151,32 @@ def del_sa(seq: int, sa: SaEntry) -> bytes:
 
 def put_policy(seq: int, p: PolicyEntry) -> bytes:
     info = (
-        _selector(p.src, p.dst, IPPROTO_UDP, p.dport)
+        _selector(p)
         + _LFT_INF
         + _CURLFT
-        + struct.pack("=IIBBBB4x", p.priority, 0, XFRM_POLICY_OUT, 0, 0, 0)
+        + struct.pack("=IIBBBB4x", p.priority, 0, _direction(p), 0, 0, 0)
     )
     assert len(info) == SIZE_USERPOLICY_INFO
     tmpl = (
-        _addr(p.dst)
+        _addr(None)
         + struct.pack("!I", 0)
         + struct.pack("=Bxxx", IPPROTO_ESP)
         + struct.pack("=Hxx", socket.AF_INET)
-        + _addr(p.src)
+        + _addr(None)
         + struct.pack("=IBBBxIII", p.reqid, XFRM_MODE_TRANSPORT, 0, 0,
                       0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
     )
-    body = info + _attr(XFRMA_TMPL, tmpl) + _attr(XFRMA_MARK, _MARK.pack(p.mark, 0xFFFFFFFF))
+    body = info + _attr(XFRMA_TMPL, tmpl)
     flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE
     return _msg(XFRM_MSG_UPDPOLICY, flags, seq, body)
 
 
+def _direction(p: PolicyEntry) -> int:
+    return XFRM_POLICY_OUT if p.outbound else XFRM_POLICY_IN
+
+
 def del_policy(seq: int, p: PolicyEntry) -> bytes:
-    body = _selector(p.src, p.dst, IPPROTO_UDP, p.dport) + struct.pack("=IBxxx", 0,
-                                                                       XFRM_POLICY_OUT)  # fmt: skip
-    body += _attr(XFRMA_MARK, _MARK.pack(p.mark, 0xFFFFFFFF))
+    body = _selector(p) + struct.pack("=IBxxx", 0, _direction(p))
     return _msg(XFRM_MSG_DELPOLICY, NLM_F_REQUEST, seq, body)
 
 
@@ -227,15 +229,22 @@ def _policy(data: bytes, off: int, end: int) -> PolicyEntry | None:
         return None
     daddr, saddr = data[off : off + 16], data[off + 16 : off + 32]
     (dport,) = struct.unpack_from("!H", data, off + 32)
-    family, _pd, _ps, proto = struct.unpack_from("=HBBB", data, off + 40)
+    family, plen_d, plen_s, proto = struct.unpack_from("=HBBB", data, off + 40)
     priority, _index, direction = struct.unpack_from("=IIB", data, off + 152)
-    if family != socket.AF_INET or direction != XFRM_POLICY_OUT or proto != IPPROTO_UDP:
+    if family != socket.AF_INET or proto != IPPROTO_UDP:
+        return None
+    outbound = direction == XFRM_POLICY_OUT
+    if direction not in (XFRM_POLICY_IN, XFRM_POLICY_OUT):
+        return None
+    if (plen_s, plen_d) != ((32, 0) if outbound else (0, 32)):
         return None
     attrs = _attrs(data, off + SIZE_USERPOLICY_INFO, end)
-    mark = _MARK.unpack_from(attrs[XFRMA_MARK])[0] if len(attrs.get(XFRMA_MARK, b"")) >= 8 else 0
+    if XFRMA_MARK in attrs:
+        return None  # overlayd's policies carry no mark
     tmpl = attrs.get(XFRMA_TMPL, b"")
     reqid = struct.unpack_from("=I", tmpl, 44)[0] if len(tmpl) >= 64 else 0
-    return PolicyEntry(_ipv4(saddr), _ipv4(daddr), dport, mark, reqid, priority)
+    local = _ipv4(saddr if outbound else daddr)
+    return PolicyEntry(local, dport, outbound, reqid, priority)
 
 
 def parse(data: bytes) -> Iterator[SaEntry | PolicyEntry | Reply]:

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(iproute2 nftables iputils-ping iperf3 tcpdump systemd curl procps)
+debs=(iproute2 nftables iputils-ping iperf3 tcpdump systemd curl procps user-mode-linux kmod util-linux)
 missing=()
 for d in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q "install ok installed" || missing+=("$d")

@@ -186,3 +186,21 @@ def test_container_by_name_path_or_pid_is_one_container(host: Host) -> None:
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_iptables_false_writes_no_rules_and_bridges_still_work() -> None:
+    """dockerd's --iptables=false: the host's firewall is someone else's. Bridges and
+    endpoints are made as ever; overlayd neither reads nor writes nftables."""
+    from tests.integration.conftest import make_host
+
+    h = make_host("nf")
+    try:
+        h.start("--iptables", "false")
+        h.docker("network", "create", "red")
+        a, b = h.container("a"), h.container("b")
+        h.docker("network", "connect", "red", a.name)
+        h.docker("network", "connect", "red", b.name)
+        assert pings(a, ip_of(h, "red", b))
+        assert h.ns.sh("nft", "list", "ruleset").stdout.strip() == ""
+    finally:
+        h.close()

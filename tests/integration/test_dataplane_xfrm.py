@@ -13,11 +13,11 @@ import pytest
 from dataplane import nsenter
 from dataplane.model import ProgramXfrm
 from dataplane.xfrm import Xfrm
-from dataplane.xfrmmsg import MARK, POLICY_PRIORITY, REQID, PolicyEntry
+from dataplane.xfrmmsg import POLICY_PRIORITY, REQID, PolicyEntry
 
 pytestmark = pytest.mark.kernel
 
-A, B = IPv4Address("192.0.2.1"), IPv4Address("192.0.2.2")
+A = IPv4Address("192.0.2.1")
 
 
 def ip(*args: str) -> str:
@@ -25,34 +25,35 @@ def ip(*args: str) -> str:
 
 
 def test_policies_as_iproute2_sees_them_and_foreign_ones_left_alone() -> None:
-    def body() -> tuple[str, object, object, str, str]:
+    out = PolicyEntry(A, 4790, True, REQID, POLICY_PRIORITY)
+    into = PolicyEntry(A, 4790, False, REQID, POLICY_PRIORITY)
+
+    def body() -> tuple[str, object, str, object]:
         x = Xfrm()
         try:
-            p = PolicyEntry(A, B, 4789, MARK, REQID, POLICY_PRIORITY)
-            # someone else's policy (no mark of ours) and one iproute2 makes with our mark
+            # someone else's policy (another reqid) must never be reported or touched
             ip("xfrm", "policy", "add", "src", "10.0.0.1/32", "dst", "10.0.0.2/32", "dir",
-               "out", "tmpl", "proto", "esp", "mode", "transport")  # fmt: skip
-            ip("xfrm", "policy", "add", "src", str(B), "dst", str(A), "proto", "udp", "dport",
-               "4790", "dir", "out", "priority", str(POLICY_PRIORITY), "mark", hex(MARK),
-               "mask", "0xffffffff", "tmpl", "src", str(B), "dst", str(A), "proto", "esp",
-               "mode", "transport", "reqid", str(REQID))  # fmt: skip
-            x.apply(ProgramXfrm(put_policies=(p,)))
-            x.apply(ProgramXfrm(put_policies=(p,)))  # again: replaced, not duplicated
+               "out", "tmpl", "proto", "esp", "mode", "transport", "reqid", "7")  # fmt: skip
+            x.apply(ProgramXfrm(put_policies=(out, into)))
+            x.apply(ProgramXfrm(put_policies=(out,)))  # again: replaced, not duplicated
             listing = ip("xfrm", "policy")
             seen = x.observe().policies
-            theirs = PolicyEntry(B, A, 4790, MARK, REQID, POLICY_PRIORITY)
-            x.apply(ProgramXfrm(del_policies=(p, theirs)))
-            x.apply(ProgramXfrm(del_policies=(p,)))  # already gone: not an error
-            return listing, seen, {p, theirs}, ip("xfrm", "policy"), str(x.observe())
+            x.apply(ProgramXfrm(del_policies=(out, into)))
+            x.apply(ProgramXfrm(del_policies=(out,)))  # already gone: not an error
+            return listing, seen, ip("xfrm", "policy"), x.observe().policies
         finally:
             x.close()
 
-    listing, seen, expected, left, after = nsenter.in_scratch_netns(body)
-    assert seen == expected
-    ours = listing.split("src 192.0.2.1/32 dst 192.0.2.2/32", 1)[1].split("\nsrc ", 1)[0]
-    assert "proto udp dport 4789" in ours and "dir out priority 8192" in ours
-    assert f"mark {MARK:#x}/0xffffffff" in ours and f"reqid {REQID}" in ours
-    assert "proto esp" in ours and "mode transport" in ours
-    assert listing.count("192.0.2.1/32 dst 192.0.2.2/32") == 1
-    assert "10.0.0.1/32" in left and "192.0.2" not in left  # the foreign one survives
-    assert "policies=frozenset()" in after
+    listing, seen, left, after = nsenter.in_scratch_netns(body)
+    assert seen == {out, into}
+    policies = [p if p.startswith("src ") else "src " + p for p in listing.split("\nsrc ")]
+    mine = [p for p in policies if f"reqid {REQID}" in p]
+    assert len(mine) == 2, listing
+    sent = next(p for p in mine if "dir out" in p)
+    received = next(p for p in mine if "dir in" in p)
+    assert sent.startswith("src 192.0.2.1/32 dst 0.0.0.0/0 proto udp dport 4790")
+    assert received.startswith("src 0.0.0.0/0 dst 192.0.2.1/32 proto udp dport 4790")
+    for p in mine:
+        assert "proto esp" in p and "mode transport" in p and "priority 8192" in p
+    assert "10.0.0.1/32" in left and "192.0.2.1" not in left  # the foreign one survives
+    assert after == frozenset()

@@ -64,3 +64,14 @@ def test_tls_host_ok() -> None:
 def test_invalid_values(key: str, value: str) -> None:
     with pytest.raises(ConfigError):
         build_config({}, {key: value})
+
+
+def test_iptables_switch(tmp_path: Path) -> None:
+    assert build_config({}, {}).iptables is True
+    path = tmp_path / "o.toml"
+    path.write_text("iptables = false\n")
+    assert build_config(load_toml(str(path)), {"iptables": None}).iptables is False
+    assert build_config(load_toml(str(path)), {"iptables": True}).iptables is True
+    path.write_text('iptables = "no"\n')
+    with pytest.raises(ConfigError, match="iptables must be true or false"):
+        build_config(load_toml(str(path)), {})

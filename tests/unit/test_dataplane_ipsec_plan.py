@@ -1,11 +1,11 @@
-"""Encrypted overlays, pure parts: derived SAs, the diff, the nft rules, the messages."""
+"""Encrypted overlays, pure parts: derived SAs, the diff, the messages."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-from dataplane import nftables, xfrmmsg
+from dataplane import xfrmmsg
 from dataplane.effects import after
 from dataplane.ipsec_plan import derive, plan_xfrm, wanted
 from dataplane.model import Desired, IpsecKeys, Observed, OverlaySpec, PeerSpec
@@ -16,7 +16,7 @@ K1, K2, K3 = b"\x01" * 16, b"\x02" * 16, b"\x03" * 16
 
 def overlay(net: str, vni: int, encrypted: bool) -> OverlaySpec:
     return OverlaySpec(net * 64, vni, IPv4Network("10.9.0.0/24"), IPv4Interface("10.9.0.1/24"),
-                       1424, 4789, encrypted)  # fmt: skip
+                       1416, 4790 if encrypted else 4789, encrypted)  # fmt: skip
 
 
 def peer(net: str, last: int, vtep: IPv4Address) -> PeerSpec:
@@ -54,8 +54,9 @@ def test_sas_and_policies_only_towards_peers_of_encrypted_networks() -> None:
         ("192.0.2.1", "192.0.2.2"), ("192.0.2.1", "192.0.2.3"),
         ("192.0.2.2", "192.0.2.1"), ("192.0.2.2", "192.0.2.1"),
         ("192.0.2.3", "192.0.2.1"), ("192.0.2.3", "192.0.2.1")]  # fmt: skip
-    assert {(str(p.dst), p.dport, p.mark) for p in want.policies} == {
-        ("192.0.2.2", 4789, xfrmmsg.MARK), ("192.0.2.3", 4789, xfrmmsg.MARK)}  # fmt: skip
+    # two policies on the encrypted networks' port, whatever the number of peers
+    assert {(str(p.local), p.dport, p.outbound) for p in want.policies} == {
+        ("192.0.2.1", 4790, True), ("192.0.2.1", 4790, False)}  # fmt: skip
     # no encrypted overlay with a local endpoint: nothing at all
     plain = desired(A, overlays=frozenset({overlay("p", 4098, False)}))
     assert wanted(plain) == (wanted(plain)[0], []) and not wanted(plain)[0].sas
@@ -63,7 +64,7 @@ def test_sas_and_policies_only_towards_peers_of_encrypted_networks() -> None:
 
 def test_no_keys_yet_is_a_problem_not_cleartext() -> None:
     want, problems = wanted(desired(A, ipsec=None))
-    assert not want.sas and not want.policies
+    assert not want.sas and len(want.policies) == 2  # the policies alone: nothing passes
     assert problems and "no data-path keys" in problems[0]
 
 
@@ -81,13 +82,17 @@ def test_diff_is_minimal_and_key_rotation_is_make_before_break() -> None:
     assert {s.src for s in op.add_sas} == {A, B, C} and len(op.add_sas) == 4
     assert {(s.src, s.dst) for s in op.del_sas} == {(A, B), (A, C)}  # old outbound only
     assert not op.put_policies and not op.del_policies
-    # B leaves the encrypted network: its SAs and policy go
+    # B leaves the encrypted network: its SAs go, the policies stay (C is still there)
     state = after(state, op)
     gone = replace(rotated, peers=frozenset(p for p in rotated.peers if p.vtep != B))
     (op,) = plan_xfrm(gone, state.xfrm)[0]
-    assert not op.add_sas and {p.dst for p in op.del_policies} == {B}
+    assert not op.add_sas and not op.del_policies
     assert {B} == {s.dst for s in op.del_sas if s.src == A} == {s.src for s in op.del_sas
                                                                  if s.dst == A}  # fmt: skip
+    # the last encrypted network goes: everything of ours goes
+    state = after(state, op)
+    (op,) = plan_xfrm(replace(gone, overlays=frozenset()), state.xfrm)[0]
+    assert len(op.del_policies) == 2 and len(op.del_sas) == len(state.xfrm.sas)
 
 
 def test_keys_never_reach_a_log_line() -> None:
@@ -95,19 +100,6 @@ def test_keys_never_reach_a_log_line() -> None:
     text = repr(op) + repr(op.add_sas)
     assert K1.hex() not in text and op.add_sas[0].key.hex() not in text
     assert repr(op).startswith("ProgramXfrm(SA +6")
-
-
-def test_nft_marks_and_guards_only_encrypted_vnis() -> None:
-    chains = nftables.rules([], [(4789, 4097), (4789, 4099)])
-    assert chains["ipsec_mark"] == [
-        f"udp dport 4789 @th,96,24 {{ 4097, 4099 }} meta mark set 0x{xfrmmsg.MARK:08x}"]
-    assert chains["ipsec_guard"] == ["udp dport 4789 @th,96,24 { 4097, 4099 } meta secpath "
-                                     "missing drop"]  # fmt: skip
-    assert "ipsec_mark" not in nftables.rules([])
-    with_enc = nftables.render([], [(4789, 4097)])
-    assert with_enc.fingerprint is not None and "ipsec_guard" in with_enc.script
-    assert nftables.render([]).fingerprint is None
-    assert with_enc.fingerprint != nftables.render([], [(4789, 4098)]).fingerprint
 
 
 def test_sa_message_layout_round_trips() -> None:
@@ -118,7 +110,8 @@ def test_sa_message_layout_round_trips() -> None:
     # a dump reply has the request's layout: usersa_info, then the AEAD attribute
     (parsed,) = list(xfrmmsg.parse(msg))
     assert parsed == sa and parsed.key == key
-    p = xfrmmsg.PolicyEntry(A, B, 4789, xfrmmsg.MARK, xfrmmsg.REQID, xfrmmsg.POLICY_PRIORITY)
-    dump_like = bytearray(xfrmmsg.put_policy(8, p))
-    dump_like[4:6] = xfrmmsg.XFRM_MSG_NEWPOLICY.to_bytes(2, "little")
-    assert list(xfrmmsg.parse(bytes(dump_like))) == [p]
+    for outbound in (True, False):
+        p = xfrmmsg.PolicyEntry(A, 4790, outbound, xfrmmsg.REQID, xfrmmsg.POLICY_PRIORITY)
+        dump_like = bytearray(xfrmmsg.put_policy(8, p))
+        dump_like[4:6] = xfrmmsg.XFRM_MSG_NEWPOLICY.to_bytes(2, "little")
+        assert list(xfrmmsg.parse(bytes(dump_like))) == [p]
