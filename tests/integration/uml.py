@@ -14,7 +14,8 @@ How one run goes (`run_in_uml`):
   networking happens in netns/veth inside the UML kernel. Its console goes to D/console.log.
 - init (PID 1) mounts proc, sysfs, devpts, and tmpfs on /run, /tmp, /var/tmp, /var/lib and
   /dev/shm (the rest of the root stays read-only, hence PYTHONDONTWRITEBYTECODE=1 and
-  HOME=/tmp; the host's /tmp is hidden inside), mounts D read-write at /run/uml/host
+  HOME=/tmp; the host's /tmp is hidden inside, except the repo: a checkout under one of
+  those dirs is mounted back, read-only, at its path), mounts D read-write at /run/uml/host
   (HOST_MOUNT: a script may leave files there) through a second hostfs mount, sets up
   the modules (below), brings `lo` up and runs the script from the repo root with
   stdout+stderr into D/output. It then writes the exit code to D/rc, syncs (hostfs writes
@@ -105,6 +106,9 @@ modprobe -a @MODULES@ || fail "modprobe @MODULES@"
 ip link set lo up || fail "lo up"
 up "setup done, running script"
 export HOME=/tmp LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1
+if [ ! -d @REPO@ ]; then  # a checkout under /tmp, /run or /var/lib: hidden by a tmpfs above
+  mkdir -p @REPO@ && mount -r -t hostfs hostfs @REPO@ -o @REPO@ || fail "hostfs mount of @REPO@"
+fi
 cd @REPO@ || fail "cd @REPO@"
 bash "$H/script.sh" </dev/null >"$H/output" 2>&1
 rc=$?
