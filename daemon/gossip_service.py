@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from daemon.logs import get_logger
 from daemon.records import EndpointRecord as LocalEndpoint
 from daemon.store import Store
-from daemon.swarm import SwarmService
+from daemon.swarm import GOSSIP_PORT, SwarmService
 from dataplane.reach import host_answers
 from gossip.events import EndpointEvent, MemberDead, MemberEvent, MemberLeft
 from gossip.messages import EndpointRecord, State
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 log = get_logger("overlayd.gossip")
 
-GOSSIP_PORT = 7946
 REJOIN_EVERY = 5.0  # seconds between attempts to reach swarm nodes gossip does not know
 
 

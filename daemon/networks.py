@@ -29,7 +29,7 @@ from dataplane.model import (
     BridgeSpec,
     Desired,
     EndpointSpec,
-    IpsecKeys,
+    IpsecSpec,
     OverlaySpec,
     PeerSpec,
 )
@@ -116,7 +116,7 @@ class SwarmNetworks(Protocol):
 
     def vtep(self) -> IPv4Address | None: ...
 
-    def ipsec_keys(self) -> IpsecKeys | None: ...
+    def ipsec_spec(self) -> IpsecSpec | None: ...
 
     def peer_hosts(self, net_id: str) -> list[tuple[str, str]]: ...
 
@@ -897,15 +897,21 @@ class NetworkService:
                     )
                 )
         overlays, used = self._overlay_desired(endpoints)
-        if self.swarm is None or not overlays:
+        if self.swarm is None:
             return Desired(bridges=frozenset(bridges), endpoints=frozenset(endpoints))
+        # SAs stay while the swarm has encrypted networks, local endpoints or not
+        ipsec = self.swarm.ipsec_spec()
+        if not overlays:
+            vtep = self.swarm.vtep() if ipsec is not None else None
+            return Desired(bridges=frozenset(bridges), endpoints=frozenset(endpoints),
+                           vtep=vtep, ipsec=ipsec)  # fmt: skip
         return Desired(
             bridges=frozenset(bridges),
             endpoints=frozenset(endpoints),
             overlays=frozenset(overlays),
             peers=frozenset(self.swarm.peers(used)),
             vtep=self.swarm.vtep(),
-            ipsec=self.swarm.ipsec_keys(),
+            ipsec=ipsec,
         )
 
     def _overlay_desired(self, endpoints: set[EndpointSpec]) -> tuple[set[OverlaySpec], set[str]]:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 log = get_logger("overlayd.swarm")
 
 SWARM_PORT = 2377
+GOSSIP_PORT = 7946
 DEFAULT_POOL = "10.0.0.0/8"
 DEFAULT_SUBNET_SIZE = 24
 DEFAULT_DATA_PATH_PORT = 4789
@@ -196,6 +197,7 @@ class SwarmService:
         # Set by the engine to gossip's verdict: the node's daemon is unreachable.
         self.node_gone: Callable[[str], bool] = lambda node_id: False
         self.error = ""
+        self.ipsec_epoch = ""  # ours, told to the leader (dataplane.ipsec_plan)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -267,12 +269,14 @@ class SwarmService:
                 node_gone=lambda node_id: self.node_gone(node_id),
             )
             await self.manager.start()
+        self.ipsec_epoch = await self._ipsec_epoch(ident.data_addr)
         self.agent = SessionAgent(
             ident.node_id,
             ident.data_addr,
             ident.managers,
             ctx,
             want_state=ident.role != "manager",
+            ipsec_epoch=self.ipsec_epoch,
             on_state=self._took_state,
             on_managers=self._remember_managers,
             on_removed=self._removed,
@@ -282,6 +286,28 @@ class SwarmService:
             self.agent.state = self._load_view()
         self.agent.start()
         self._watch = asyncio.create_task(self._watch_role(), name="swarm-role")
+
+    async def _ipsec_epoch(self, vtep: str) -> str:
+        """Kept while the kernel still holds outbound SAs made with it (a restarted daemon
+        must not re-key its peers); new and random otherwise (after a reboot, or a new
+        membership: the SAs' sequence numbers start again, so their keys must be new)."""
+        from dataplane.xfrm import sends_esp_from
+        from manager.state import valid_epoch
+
+        path = self.dir / "ipsec_epoch"
+        try:
+            saved = path.read_text().strip()
+        except OSError:
+            saved = ""
+        try:
+            in_use = await asyncio.to_thread(sends_esp_from, ipaddress.IPv4Address(vtep))
+        except (OSError, ValueError):
+            in_use = False
+        if valid_epoch(saved) and in_use:
+            return saved
+        epoch = os.urandom(8).hex()
+        _write_atomic(path, epoch.encode())
+        return epoch
 
     def _changed(self) -> None:
         self._on_change()
@@ -543,6 +569,11 @@ class SwarmService:
         port = req.data_path_port or DEFAULT_DATA_PATH_PORT
         if not 1024 <= port <= 49151 and port != DEFAULT_DATA_PATH_PORT:
             raise InvalidParameter(f"Datapath port {port} is not in valid range: 1024 - 49151")
+        if {port, port + 1} & {SWARM_PORT, GOSSIP_PORT}:
+            raise InvalidParameter(
+                f"Datapath port {port} clashes with the swarm's ports {SWARM_PORT} and "
+                f"{GOSSIP_PORT}: it and the next port (encrypted overlays) carry VXLAN"
+            )
         if req.availability not in ("active", "pause", "drain"):
             raise InvalidParameter(f"invalid availability {req.availability!r}")
 

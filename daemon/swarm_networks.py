@@ -16,7 +16,7 @@ from daemon.errors import Unavailable
 from daemon.networks import OPT_ENCRYPTED, OPT_MTU, CreateNetworkRequest, _mtu_option
 from daemon.records import NetworkRecord
 from daemon.swarm import SwarmService, new_network_id
-from dataplane.model import IpsecKeys, OverlaySpec, PeerSpec
+from dataplane.model import IpsecSpec, OverlaySpec, PeerSpec
 from dataplane.mtu import overlay_mtu
 from manager.ipam import mac_for
 from manager.state import SwarmNetwork
@@ -199,15 +199,30 @@ class SwarmNetworkAdapter:
         except ValueError:
             return None
 
-    def ipsec_keys(self) -> IpsecKeys | None:
-        """The managers' data-path key ring (hex, newest last, rotated every 12 h)."""
+    def ipsec_spec(self) -> IpsecSpec | None:
+        """What encrypted overlays need (dataplane.ipsec_plan), while the swarm has any:
+        the managers' key ring (hex, newest last, rotated every 12 h), our epoch, and every
+        other node's VTEP and epoch."""
         state = self._svc.view()
-        ring = state.keyrings.get("ipsec") if state is not None else None
-        if ring is None or not ring.keys or ring.primary is None:
+        ident = self._svc.identity
+        if state is None or ident is None:
             return None
+        if not any(OPT_ENCRYPTED in n.options for n in state.networks.values()):
+            return None
+        ring = state.keyrings.get("ipsec")
         try:
-            return IpsecKeys(tuple(bytes.fromhex(k) for k in ring.keys),
-                             bytes.fromhex(ring.primary))  # fmt: skip
+            keys = tuple(bytes.fromhex(k) for k in ring.keys) if ring else ()
+            primary = bytes.fromhex(ring.primary) if ring and ring.primary else b""
         except ValueError:
-            return None
+            keys, primary = (), b""
+        peers = []
+        for node in state.nodes.values():
+            try:
+                addr = IPv4Address(node.addr)
+            except ValueError:
+                continue
+            if node.id != ident.node_id:
+                peers.append((addr, node.ipsec_epoch))
+        port = _vxlan_port(state.cluster.data_path_port if state.cluster else 4789, True)
+        return IpsecSpec(keys, primary, self._svc.ipsec_epoch, tuple(sorted(peers)), port)
 

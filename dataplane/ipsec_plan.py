@@ -1,20 +1,22 @@
 """Encrypted overlays: the ESP SAs and policies this host needs, and the diff. Pure.
 
 Encrypted networks' vxlan devices use a VXLAN port of their own (the data-path port + 1,
-see daemon.swarm_networks), so a policy on that UDP port selects exactly their traffic:
-no packet marking, no VNI matching, no netfilter at all. Between our VTEP and each
-remote VTEP that has an endpoint on an encrypted network we have a local endpoint on:
-one outbound SA (the primary key) and one inbound SA per key of the ring (a peer may
-still send with the previous primary, or already with the next). Two policies for the
-port, whatever the peers: outbound (the kernel encrypts with the destination's SA, or
-drops the packet while there is none: never cleartext, whatever the order of changes)
-and inbound (what was not decrypted by one of our SAs is dropped: nobody can inject
-cleartext into an encrypted network; and a cleartext packet to the plain port finds no
-device with an encrypted network's VNI there).
-SPIs and SA keys are derived from the ring key and the two addresses (HMAC-SHA256), so
-both ends compute the same SA without a word between them, with a different key per pair
-and direction. The same scheme as Docker's (keys from the managers, rotated every 12 h,
-the second-newest sending), without its per-node-pair SPI exchange.
+see daemon.swarm_networks), so policies on that UDP port select exactly their traffic:
+no packet marking, no VNI matching, no netfilter. Two policies, for every address:
+outbound (the kernel encrypts with the SA for the destination, or drops the packet while
+there is none: never cleartext, whatever the order of changes) and inbound (what one of
+our SAs did not decrypt is dropped: nobody can inject cleartext into an encrypted
+network; a cleartext packet to the plain port finds no device with an encrypted VNI).
+
+SAs with every other node of the swarm while it has an encrypted network: one outbound
+(the primary key), one inbound per key of the ring (a peer may still send with the
+previous primary, or already with the next). Not only with the current peers of some
+network: a peer that flaps must not have its SAs re-created. SPI and key are derived
+from (ring key, sender, receiver, the sender's epoch) with HMAC-SHA256, so both ends
+compute the same SA without a word between them; the epoch is random and changes
+whenever a host starts sending from scratch (a reboot), so no key is ever used by two SA
+instances (GCM must never see a nonce twice), and the receiver's replay window starts
+fresh with the sender's sequence numbers.
 """
 
 from __future__ import annotations
@@ -23,84 +25,115 @@ import hashlib
 import hmac
 from ipaddress import IPv4Address
 
-from .model import Desired, ProgramXfrm, XfrmObserved
+from .model import SANDBOX_VXLAN, Desired, Observed, ProgramXfrm, XfrmObserved
 from .xfrmmsg import AEAD_KEY_BYTES, POLICY_PRIORITY, REQID, PolicyEntry, SaEntry
 
-_LABEL = b"overlayd esp v1"
+_LABEL = b"overlayd esp v2"
 
 
-def derive(key: bytes, src: IPv4Address, dst: IPv4Address) -> tuple[int, bytes]:
-    """(SPI, AEAD key) for packets src -> dst under one ring key. SPIs below 256 are
-    reserved (RFC 4303)."""
-    mac = hmac.new(key, _LABEL + src.packed + dst.packed, hashlib.sha256).digest()
+def derive(key: bytes, src: IPv4Address, dst: IPv4Address, epoch: str) -> tuple[int, bytes]:
+    """(SPI, AEAD key) for packets src -> dst under one ring key and the sender's epoch.
+    SPIs below 256 are reserved (RFC 4303)."""
+    msg = _LABEL + src.packed + dst.packed + epoch.encode()
+    mac = hmac.new(key, msg, hashlib.sha256).digest()
     spi = 0x100 + int.from_bytes(mac[:4], "big") % (0xFFFFFFFF - 0x100)
     return spi, mac[4 : 4 + AEAD_KEY_BYTES]
 
 
-def encrypted_remotes(desired: Desired) -> frozenset[IPv4Address]:
-    nets = {o.network_id for o in desired.overlays if o.encrypted}
-    return frozenset(p.vtep for p in desired.peers if p.network_id in nets) - {desired.vtep}
+def _policies(port: int) -> set[PolicyEntry]:
+    return {PolicyEntry(port, outbound, REQID, POLICY_PRIORITY) for outbound in (True, False)}
 
 
-def wanted(desired: Desired) -> tuple[XfrmObserved, list[str]]:
-    """The SAs and policies desired, and why some cannot be had."""
-    nets = sorted(o.network_id for o in desired.overlays if o.encrypted)
+def wanted(desired: Desired, observed: Observed) -> tuple[XfrmObserved, list[str]]:
+    """The SAs and policies desired, and why some cannot be had. Policies also stay for
+    as long as a sandbox still holds a vxlan device on their port (one being removed)."""
+    spec = desired.ipsec
+    problems: list[str] = []
+    policies: set[PolicyEntry] = set()
+    if spec is not None:
+        policies |= _policies(spec.port)
+    policies |= {p for p in observed.xfrm.policies if p.dport in _vxlan_ports(observed)}
+    if spec is None:
+        return XfrmObserved(policies=frozenset(policies)), problems
     me = desired.vtep
-    if not nets:
-        return XfrmObserved(), []
-    if me is None:
-        return XfrmObserved(), [f"encrypted network {n}: no local VTEP address" for n in nets]
-    ports = {o.dstport for o in desired.overlays if o.encrypted}
-    policies = {PolicyEntry(me, port, outbound, REQID, POLICY_PRIORITY)
-                for port in ports for outbound in (True, False)}  # fmt: skip
-    if desired.ipsec is None or not desired.ipsec.keys:
-        # the policies alone hold its traffic back: nothing leaves, nothing gets in
-        return XfrmObserved(policies=frozenset(policies)), [
-            f"encrypted network {n}: no data-path keys from the managers yet" for n in nets]
-    sas: set[SaEntry] = set()
-    for peer in encrypted_remotes(desired):
-        spi, key = derive(desired.ipsec.primary, me, peer)
-        sas.add(SaEntry(me, peer, spi, key, REQID))
-        for ring_key in desired.ipsec.keys:
-            spi, key = derive(ring_key, peer, me)
-            sas.add(SaEntry(peer, me, spi, key, REQID))
-    return XfrmObserved(frozenset(sas), frozenset(policies)), []
+    if me is None or not spec.keys or not spec.epoch:
+        what = "no local VTEP address" if me is None else "no data-path keys or epoch yet"
+        if any(o.encrypted for o in desired.overlays):
+            problems.append(f"encrypted overlays: {what}; their traffic is held back")
+        return XfrmObserved(policies=frozenset(policies)), problems
+    sas: dict[tuple[IPv4Address, int], SaEntry] = {}
+    for peer, epoch in sorted(spec.peers):
+        if peer == me:
+            continue
+        spi, key = derive(spec.primary, me, peer, spec.epoch)
+        _add(sas, SaEntry(me, peer, spi, key, REQID, spec.port), problems)
+        if not epoch:
+            continue  # it has not told its epoch yet: nothing it sends can be decrypted
+        for ring_key in spec.keys:
+            spi, key = derive(ring_key, peer, me, epoch)
+            _add(sas, SaEntry(peer, me, spi, key, REQID, spec.port), problems)
+    return XfrmObserved(frozenset(sas.values()), frozenset(policies)), problems
 
 
-def plan_xfrm(desired: Desired, observed: XfrmObserved) -> tuple[list[ProgramXfrm], list[str]]:
-    """At most one op: what is missing added, what is not wanted removed. An SA whose
-    (dst, spi) is taken by a different one of ours is removed first (a new one would be
+def _vxlan_ports(observed: Observed) -> set[int]:
+    ports = set()
+    for sandbox in observed.sandboxes.values():
+        link = sandbox.links.get(SANDBOX_VXLAN)
+        if link is not None and link.vxlan is not None:
+            ports.add(link.vxlan.port)
+    return ports
+
+
+def _add(sas: dict[tuple[IPv4Address, int], SaEntry], sa: SaEntry, problems: list[str]) -> None:
+    """SAs are looked up by (destination, SPI): two derived alike (odds ~n^2/2^33) cannot
+    both exist; the first (in sorted order, the same every time) wins and it is said."""
+    other = sas.get((sa.dst, sa.spi))
+    if other is None:
+        sas[(sa.dst, sa.spi)] = sa
+    elif other != sa:
+        problems.append(f"ESP SPI 0x{sa.spi:08x} towards {sa.dst} derived twice "
+                        f"({other.src} and {sa.src}); the next key rotation ends it")  # fmt: skip
+
+
+def plan_xfrm(desired: Desired, observed: Observed) -> tuple[list[ProgramXfrm],
+                                                             list[ProgramXfrm], list[str]]:  # fmt: skip
+    """(early, late, problems): what is missing, added before the vxlan devices that send
+    through it; what is not wanted, removed after the devices have gone. An SA whose
+    (dst, spi) is taken by a different one of ours is replaced early (a new one would be
     refused as existing)."""
-    want, problems = wanted(desired)
-    add = want.sas - observed.sas
+    want, problems = wanted(desired, observed)
+    have = observed.xfrm
+    add = want.sas - have.sas
     taken = {(s.dst, s.spi) for s in add}
-    drop = observed.sas - want.sas
-    replaced = tuple(sorted((s for s in drop if (s.dst, s.spi) in taken), key=_sa_order))
-    put = want.policies - observed.policies
-    del_p = observed.policies - want.policies
-    ops: list[ProgramXfrm] = []
+    drop = have.sas - want.sas
+    replaced = {s for s in drop if (s.dst, s.spi) in taken}
+    put = want.policies - have.policies
+    early: list[ProgramXfrm] = []
     if replaced:
-        ops.append(ProgramXfrm(del_sas=replaced))
-    if add or put or del_p or drop - set(replaced):
-        ops.append(ProgramXfrm(
-            add_sas=tuple(sorted(add, key=_inbound_first(desired.vtep))),
+        early.append(ProgramXfrm(del_sas=tuple(sorted(replaced, key=_sa_order))))
+    if add or put:
+        early.append(ProgramXfrm(
+            add_sas=tuple(sorted(add, key=lambda s: (s.src == desired.vtep, *_sa_order(s)))),
             put_policies=tuple(sorted(put, key=_policy_order)),
-            del_policies=tuple(sorted(del_p, key=_policy_order)),
-            del_sas=tuple(sorted(drop - set(replaced), key=_sa_order)),
         ))  # fmt: skip
-    return ops, problems
+    late: list[ProgramXfrm] = []
+    del_p = have.policies - want.policies
+    del_s = drop - replaced
+    if del_p or del_s:
+        late.append(ProgramXfrm(del_policies=tuple(sorted(del_p, key=_policy_order)),
+                                del_sas=tuple(sorted(del_s, key=_sa_order))))  # fmt: skip
+    return early, late, problems
+
+
+def policies_ready(xfrm: XfrmObserved, port: int) -> bool:
+    """Both policies of an encrypted port are in the kernel: a vxlan device on it can only
+    ever send and receive ESP."""
+    return _policies(port) <= xfrm.policies
 
 
 def _sa_order(s: SaEntry) -> tuple[int, int, int]:
     return (int(s.src), int(s.dst), s.spi)
 
 
-def _policy_order(p: PolicyEntry) -> tuple[int, int, bool]:
-    return (int(p.local), p.dport, p.outbound)
-
-
-def _inbound_first(me: IPv4Address | None):  # type: ignore[no-untyped-def]
-    def key(s: SaEntry) -> tuple[bool, int, int, int]:
-        return (s.src == me, *_sa_order(s))
-
-    return key
+def _policy_order(p: PolicyEntry) -> tuple[int, bool]:
+    return (p.dport, p.outbound)

@@ -84,12 +84,21 @@ class EndpointSpec:
 
 
 @dataclass(frozen=True)
-class IpsecKeys:
-    """The swarm's data-path keys (rotated by the managers, the same on every node):
-    SAs to receive with for each, the primary one to send with."""
+class IpsecSpec:
+    """What encrypted overlays need, present while the swarm has any encrypted network.
 
-    keys: tuple[bytes, ...]
-    primary: bytes
+    keys: the managers' data-path key ring (rotated every 12 h, the same on every node):
+    receive with each, send with `primary`. epoch: ours, random, new whenever this host
+    starts sending from scratch (so that no SA key is ever used twice); peers: every other
+    node's VTEP and epoch (SAs exist with all of them, not only with the current peers of
+    some network: a flapping peer must not re-create SAs). port: the encrypted networks'
+    VXLAN port."""
+
+    keys: tuple[bytes, ...] = field(repr=False)
+    primary: bytes = field(repr=False)
+    epoch: str
+    peers: tuple[tuple[IPv4Address, str], ...]
+    port: int
 
 
 @dataclass(frozen=True)
@@ -101,7 +110,7 @@ class Desired:
     # this host's underlay address: the vxlan devices' `local`, and what peers use as our
     # VTEP; None leaves existing vxlan devices and their entries as they are
     vtep: IPv4Address | None = None
-    ipsec: IpsecKeys | None = None  # needed by encrypted overlays
+    ipsec: IpsecSpec | None = None  # None: the swarm has no encrypted network
 
 
 # --- what observe() saw ----------------------------------------------------------------------

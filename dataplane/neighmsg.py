@@ -200,6 +200,8 @@ def control_reply(data: bytes, kind: int, flags: int, seq: int, start: int,
                   end: int) -> Reply | None:  # fmt: skip
     """The Reply an NLMSG_ERROR or NLMSG_DONE stands for (any netlink family); else None."""
     if kind == NLMSG_ERROR:
+        if end - start < 4:
+            return None
         return _reply(data, start, end, flags, seq)
     if kind == NLMSG_DONE:
         error = _ERR.unpack_from(data, start)[0] if end - start >= 4 else 0

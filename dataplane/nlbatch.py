@@ -19,7 +19,7 @@ import errno
 import itertools
 import socket
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -31,7 +31,8 @@ NETLINK_CAP_ACK = 10
 NETLINK_EXT_ACK = 11
 SO_RCVBUFFORCE = 33
 
-CHUNK_MESSAGES = 4096  # per sendmsg: ~200 KiB of requests, fits the default send buffer
+CHUNK_MESSAGES = 4096  # per sendmsg: ~200 KiB of neighbour requests
+CHUNK_BYTES = 200 << 10  # and never more: the default send buffer takes 208 KiB - 32
 RCVBUF = 8 << 20  # room for CHUNK_MESSAGES error replies
 TIMEOUT = 5.0  # rtnetlink answers within the sendmsg; this only catches lost replies
 _DUMP_ATTEMPTS = 5
@@ -70,12 +71,12 @@ class BatchSocket:
 
     def exchange(self, messages: Sequence[bytes]) -> list[tuple[int, Reply]]:
         """Send messages (built with consecutive sequence numbers from seqs()) in chunks of
-        CHUNK_MESSAGES, one sendmsg and one ACK each. Returns (index, reply) of every message
-        that failed; an empty list means all were applied."""
+        CHUNK_MESSAGES or CHUNK_BYTES, one sendmsg and one ACK each. Returns (index, reply)
+        of every message that failed; an empty list means all were applied."""
         failed: list[tuple[int, Reply]] = []
         self._drain()
-        for start in range(0, len(messages), CHUNK_MESSAGES):
-            chunk = list(messages[start : start + CHUNK_MESSAGES])
+        for start, end in _chunks(messages):
+            chunk = list(messages[start:end])
             chunk[-1] = neighmsg.with_ack(chunk[-1])
             first = _seq_of(chunk[0])
             last = _seq_of(chunk[-1])
@@ -145,6 +146,18 @@ class BatchSocket:
             if e.errno == errno.ENOBUFS:
                 raise NetlinkOverflow("netlink replies dropped (ENOBUFS)") from e
             raise
+
+
+def _chunks(messages: Sequence[bytes]) -> Iterator[tuple[int, int]]:
+    """[start, end) ranges of at most CHUNK_MESSAGES messages and CHUNK_BYTES bytes."""
+    start, size = 0, 0
+    for i, msg in enumerate(messages):
+        if i > start and (i - start >= CHUNK_MESSAGES or size + len(msg) > CHUNK_BYTES):
+            yield start, i
+            start, size = i, 0
+        size += len(msg)
+    if start < len(messages):
+        yield start, len(messages)
 
 
 def _seq_of(msg: bytes) -> int:

@@ -220,10 +220,10 @@ def plan_assessed(
     ops += overlay.first
     for b in a.bridges:
         ops += _bridge_ops(b, present.get(b.ifname))
-    # SAs and policies before the vxlan devices that send through them
-    xfrm_ops, xfrm_problems = plan_xfrm(desired, observed.xfrm)
+    # SAs and policies before the vxlan devices that send through them, removals after
+    xfrm_early, xfrm_late, xfrm_problems = plan_xfrm(desired, observed)
     a.problems.extend(xfrm_problems)
-    ops += xfrm_ops
+    ops += xfrm_early
     ruleset = nftables.render(a.bridges)
     if nft and ruleset.fingerprint != observed.nft:
         ops.append(ApplyNft(ruleset))
@@ -237,4 +237,5 @@ def plan_assessed(
         for link in present.values()
         if link.owned and not _matches(link, idents.get(link.ifname))
     ]
-    return ops + [_del(link) for link in sorted(stale, key=_ports_first)] + overlay.last, a
+    stale_ops = [_del(link) for link in sorted(stale, key=_ports_first)]
+    return ops + stale_ops + overlay.last + xfrm_late, a

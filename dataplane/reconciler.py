@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from . import nftables, sysctl
 from .effects import after
+from .ipsec_plan import policies_ready
 from .model import (
     ApplyNft,
     CreateOverlayBridge,
@@ -107,6 +108,10 @@ class Dataplane:
                 ops, verdict = plan_assessed(desired, observed, run_dir=self.run_dir or "",
                                              nft=self.nft)  # fmt: skip
                 for op in ops:
+                    if _cleartext_risk(op, state):
+                        failures.append(f"{_describe(op)}: its ESP policies are not in place; "
+                                        "not made, so that nothing leaves in cleartext")  # fmt: skip
+                        continue
                     try:
                         await self._apply(op)
                     except Exception as e:  # report, re-observe, never crash the daemon
@@ -155,6 +160,12 @@ class Dataplane:
                 await self._overlays.close()
             await self._netlink.close()
             self._xfrm.close()
+
+
+def _cleartext_risk(op: Op, state: Observed) -> bool:
+    """A vxlan device of an encrypted network is only ever made behind its policies."""
+    return (isinstance(op, CreateVxlan) and op.spec.encrypted
+            and not policies_ready(state.xfrm, op.spec.dstport))  # fmt: skip
 
 
 def _describe(op: Op) -> str:

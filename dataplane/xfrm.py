@@ -11,7 +11,9 @@ from __future__ import annotations
 import errno
 import socket
 import threading
+from collections.abc import Callable
 from ipaddress import IPv4Address
+from typing import Any
 
 from . import nsenter, xfrmmsg
 from .model import ProgramXfrm, XfrmObserved
@@ -34,8 +36,15 @@ class Xfrm:
         return self._sock
 
     def observe(self) -> XfrmObserved:
+        """Ours only. A kernel without NETLINK_XFRM has nothing of ours: an empty answer
+        (bridge networks must not fail for it; an encrypted one fails at its first SA)."""
         with self._lock:
-            sock = self._socket()
+            try:
+                sock = self._socket()
+            except OSError as e:
+                if e.errno in (errno.EPROTONOSUPPORT, errno.EAFNOSUPPORT):
+                    return XfrmObserved()
+                raise
             sas = sock.dump_records(
                 lambda seq: xfrmmsg.dump_request(seq, xfrmmsg.XFRM_MSG_GETSA), "xfrm SA"
             )
@@ -50,36 +59,21 @@ class Xfrm:
         )
 
     def apply(self, op: ProgramXfrm) -> None:
-        """In order: receive SAs before anything sends with them, policies only once their
-        SAs exist, removals last. Raises OSError naming the first failed entry."""
+        """Additions first (receive SAs before anything sends with them, policies once
+        their SAs exist), removals only after every addition was acknowledged: a failed
+        new SA never leaves a peer without the old one. Raises OSError naming the first
+        entry that failed."""
         with self._lock:
             sock = self._socket()
-            steps: list[tuple[str, object, bytes]] = []
-            first = sock.seqs(len(op.add_sas) + len(op.put_policies) + len(op.del_policies)
-                              + len(op.del_sas))  # fmt: skip
-            seq = first
-            for sa in op.add_sas:
-                steps.append(("add SA", sa, xfrmmsg.new_sa(seq, sa)))
-                seq += 1
-            for p in op.put_policies:
-                steps.append(("add policy", p, xfrmmsg.put_policy(seq, p)))
-                seq += 1
-            for p in op.del_policies:
-                steps.append(("delete policy", p, xfrmmsg.del_policy(seq, p)))
-                seq += 1
-            for sa in op.del_sas:
-                steps.append(("delete SA", sa, xfrmmsg.del_sa(seq, sa)))
-                seq += 1
-            if not steps:
-                return
-            failed = sock.exchange([m for _, _, m in steps])
-        gone_ok = {"delete policy", "delete SA"}
-        for index, reply in failed:
-            what, entry, _ = steps[index]
-            if what in gone_ok and reply.error in (errno.ENOENT, errno.ESRCH):
-                continue  # already gone: what a delete wanted
-            raise OSError(reply.error, f"xfrm {what} {_describe(entry)}: "
-                          f"{reply.message or errno.errorcode.get(reply.error, reply.error)}")  # fmt: skip
+            adds = [("add SA", sa, xfrmmsg.new_sa) for sa in op.add_sas]
+            adds += [("add policy", p, xfrmmsg.put_policy) for p in op.put_policies]
+            dels = [("delete policy", p, xfrmmsg.del_policy) for p in op.del_policies]
+            dels += [("delete SA", sa, xfrmmsg.del_sa) for sa in op.del_sas]
+            for batch in (adds, dels):
+                if batch:
+                    _exchange(sock, batch)
+            if op.put_policies or op.del_policies:
+                _flush_routes()
 
     def close(self) -> None:
         with self._lock:
@@ -88,9 +82,36 @@ class Xfrm:
                 self._sock = None
 
 
+def _exchange(sock: BatchSocket, batch: list[tuple[str, Any, Callable[[int, Any], bytes]]]) -> None:
+    first = sock.seqs(len(batch))
+    failed = sock.exchange([build(first + i, entry) for i, (_, entry, build) in enumerate(batch)])
+    for index, reply in failed:
+        what, entry, _ = batch[index]
+        if what.startswith("delete") and reply.error in (errno.ENOENT, errno.ESRCH):
+            continue  # already gone: what a delete wanted
+        text = reply.message or errno.errorcode.get(reply.error, str(reply.error))
+        raise OSError(reply.error, f"xfrm {what} {_describe(entry)}: {text}")
+
+
+def _flush_routes() -> None:
+    """Routes cached before a policy changed (the vxlan devices keep one per remote) would
+    go on bypassing it: a flush makes every socket route, and look policies up, again."""
+    with open("/proc/sys/net/ipv4/route/flush", "w") as f:
+        f.write("1\n")
+
+
+def sends_esp_from(local: IPv4Address) -> bool:
+    """The kernel holds an outbound SA of ours from this VTEP (blocking)."""
+    x = Xfrm()
+    try:
+        return any(sa.src == local for sa in x.observe().sas)
+    finally:
+        x.close()
+
+
 _PROBE_SA = SaEntry(
     IPv4Address("192.0.2.1"), IPv4Address("192.0.2.2"), 0x1000,
-    bytes(xfrmmsg.AEAD_KEY_BYTES), REQID,
+    bytes(xfrmmsg.AEAD_KEY_BYTES), REQID, 4790,
 )  # fmt: skip
 
 
@@ -119,6 +140,5 @@ def _describe(entry: object) -> str:
     if isinstance(entry, SaEntry):
         return f"{entry.src} -> {entry.dst} spi 0x{entry.spi:08x}"
     if isinstance(entry, PolicyEntry):
-        way = "out from" if entry.outbound else "in to"
-        return f"udp dport {entry.dport} {way} {entry.local}"
+        return f"udp dport {entry.dport} dir {'out' if entry.outbound else 'in'}"
     return repr(entry)

@@ -59,7 +59,12 @@ XFRM_INF = (1 << 64) - 1
 AEAD_NAME = "rfc4106(gcm(aes))"  # AES-GCM-128 as in RFC 4106: 16-byte key + 4-byte salt
 AEAD_KEY_BYTES = 20
 AEAD_ICV_BITS = 128  # dataplane.mtu counts these 16 bytes
+# Extended (64-bit) sequence numbers: a 32-bit counter would stop an SA after 2**32
+# packets (80 min at 10 Gbit/s); the IV (seqiv: sequence XOR a per-SA salt) never repeats.
+# ESN needs its replay state in an attribute and usersa_info.replay_window = 0.
+XFRM_STATE_ESN = 128
 REPLAY_WINDOW = 64
+XFRMA_REPLAY_ESN_VAL = 23
 
 # overlayd's tag: the reqid ties our policies' templates to our SAs, and tells our SAs and
 # policies from anybody else's (strongSwan, libreswan) in dumps.
@@ -72,6 +77,7 @@ _LFT_INF = struct.pack("=8Q", XFRM_INF, XFRM_INF, XFRM_INF, XFRM_INF, 0, 0, 0, 0
 _CURLFT = bytes(32)
 _STATS = bytes(12)
 _AEAD = struct.Struct("=64sII")
+_REPLAY_ESN = struct.pack("=6I2I", 2, 0, 0, 0, 0, REPLAY_WINDOW, 0, 0)  # bmp_len 2: 64 bits
 
 SIZE_SELECTOR = 56
 SIZE_USERSA_INFO = 224
@@ -80,23 +86,25 @@ SIZE_USERPOLICY_INFO = 168
 
 @dataclass(frozen=True)
 class SaEntry:
-    """An ESP transport-mode SA between two VTEPs, as overlayd makes them."""
+    """An ESP transport-mode SA for VXLAN (UDP to `dport`) from one VTEP to another. Its
+    selector holds exactly that, so an inbound SA only ever vouches for its own sender."""
 
     src: IPv4Address
     dst: IPv4Address
     spi: int
     key: bytes = field(repr=False)  # AEAD_KEY_BYTES; never in a log line
     reqid: int = 0
+    dport: int = 0
 
 
 @dataclass(frozen=True)
 class PolicyEntry:
-    """UDP to port `dport` must go through ESP: `outbound`, from `local` to anywhere (the
-    kernel encrypts with the SA for the destination, or drops the packet if there is
-    none); inbound, from anywhere to `local` (what was not decrypted by one of our SAs is
-    dropped). Transport-mode templates take their addresses from each packet."""
+    """Every UDP packet to port `dport` must go through ESP: `outbound` (the kernel encrypts
+    with the SA for the destination, or drops the packet while there is none), or inbound
+    (what was not decrypted by one of our SAs is dropped), whatever the addresses: the
+    vxlan socket listens on all of them. Transport-mode templates take their addresses
+    from each packet."""
 
-    local: IPv4Address
     dport: int
     outbound: bool
     reqid: int
@@ -107,10 +115,9 @@ def _addr(a: IPv4Address | None) -> bytes:
     return (a.packed if a is not None else b"") + bytes(16 - (4 if a is not None else 0))
 
 
-def _selector(p: PolicyEntry) -> bytes:
-    """UDP to p.dport from p.local/32 to anywhere (outbound) or the other way round."""
-    src, dst = (p.local, None) if p.outbound else (None, p.local)
-    ports = struct.pack("!HHHH", p.dport, 0xFFFF, 0, 0)
+def _selector(src: IPv4Address | None, dst: IPv4Address | None, dport: int) -> bytes:
+    """UDP to dport, from src/32 (or anywhere) to dst/32 (or anywhere)."""
+    ports = struct.pack("!HHHH", dport, 0xFFFF, 0, 0)
     return _addr(dst) + _addr(src) + ports + struct.pack(
         "=HBBBxxxiI", socket.AF_INET, 32 if dst else 0, 32 if src else 0, IPPROTO_UDP, 0, 0
     )
@@ -128,19 +135,19 @@ def _msg(kind: int, flags: int, seq: int, body: bytes) -> bytes:
 def new_sa(seq: int, sa: SaEntry) -> bytes:
     xid = _addr(sa.dst) + struct.pack("!I", sa.spi) + struct.pack("=Bxxx", IPPROTO_ESP)
     info = (
-        bytes(SIZE_SELECTOR)  # transport mode: the kernel fills in the family
+        _selector(sa.src, sa.dst, sa.dport)
         + xid
         + _addr(sa.src)
         + _LFT_INF
         + _CURLFT
         + _STATS
-        + struct.pack("=IIHBBB7x", 0, sa.reqid, socket.AF_INET, XFRM_MODE_TRANSPORT,
-                      REPLAY_WINDOW, 0)
+        + struct.pack("=IIHBBB7x", 0, sa.reqid, socket.AF_INET, XFRM_MODE_TRANSPORT, 0,
+                      XFRM_STATE_ESN)
     )
     assert len(info) == SIZE_USERSA_INFO
     aead = _AEAD.pack(AEAD_NAME.encode(), len(sa.key) * 8, AEAD_ICV_BITS) + sa.key
-    flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE
-    return _msg(XFRM_MSG_NEWSA, flags, seq, info + _attr(XFRMA_ALG_AEAD, aead))
+    body = info + _attr(XFRMA_ALG_AEAD, aead) + _attr(XFRMA_REPLAY_ESN_VAL, _REPLAY_ESN)
+    return _msg(XFRM_MSG_NEWSA, NLM_F_REQUEST | NLM_F_CREATE, seq, body)
 
 
 def del_sa(seq: int, sa: SaEntry) -> bytes:
@@ -149,9 +156,13 @@ def del_sa(seq: int, sa: SaEntry) -> bytes:
     return _msg(XFRM_MSG_DELSA, NLM_F_REQUEST, seq, body)
 
 
+def _direction(p: PolicyEntry) -> int:
+    return XFRM_POLICY_OUT if p.outbound else XFRM_POLICY_IN
+
+
 def put_policy(seq: int, p: PolicyEntry) -> bytes:
     info = (
-        _selector(p)
+        _selector(None, None, p.dport)
         + _LFT_INF
         + _CURLFT
         + struct.pack("=IIBBBB4x", p.priority, 0, _direction(p), 0, 0, 0)
@@ -167,16 +178,11 @@ def put_policy(seq: int, p: PolicyEntry) -> bytes:
                       0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
     )
     body = info + _attr(XFRMA_TMPL, tmpl)
-    flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE
-    return _msg(XFRM_MSG_UPDPOLICY, flags, seq, body)
-
-
-def _direction(p: PolicyEntry) -> int:
-    return XFRM_POLICY_OUT if p.outbound else XFRM_POLICY_IN
+    return _msg(XFRM_MSG_UPDPOLICY, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE, seq, body)
 
 
 def del_policy(seq: int, p: PolicyEntry) -> bytes:
-    body = _selector(p) + struct.pack("=IBxxx", 0, _direction(p))
+    body = _selector(None, None, p.dport) + struct.pack("=IBxxx", 0, _direction(p))
     return _msg(XFRM_MSG_DELPOLICY, NLM_F_REQUEST, seq, body)
 
 
@@ -214,6 +220,9 @@ def _sa(data: bytes, off: int, end: int) -> SaEntry | None:
     family, mode = struct.unpack_from("=HB", data, off + 212)
     if proto != IPPROTO_ESP or family != socket.AF_INET or mode != XFRM_MODE_TRANSPORT:
         return None
+    if spi == 0:
+        return None  # a larval SA a key manager's acquire made: not one of ours
+    (dport,) = struct.unpack_from("!H", data, off + 32)
     attrs = _attrs(data, off + SIZE_USERSA_INFO, end)
     aead = attrs.get(XFRMA_ALG_AEAD)
     key = b""
@@ -221,13 +230,12 @@ def _sa(data: bytes, off: int, end: int) -> SaEntry | None:
         name, key_bits, _icv = _AEAD.unpack_from(aead)
         if name.rstrip(b"\0").decode(errors="replace") == AEAD_NAME:
             key = aead[_AEAD.size : _AEAD.size + key_bits // 8]
-    return SaEntry(_ipv4(saddr), _ipv4(id_daddr), spi, key, reqid)
+    return SaEntry(_ipv4(saddr), _ipv4(id_daddr), spi, key, reqid, dport)
 
 
 def _policy(data: bytes, off: int, end: int) -> PolicyEntry | None:
     if end - off < SIZE_USERPOLICY_INFO:
         return None
-    daddr, saddr = data[off : off + 16], data[off + 16 : off + 32]
     (dport,) = struct.unpack_from("!H", data, off + 32)
     family, plen_d, plen_s, proto = struct.unpack_from("=HBBB", data, off + 40)
     priority, _index, direction = struct.unpack_from("=IIB", data, off + 152)
@@ -236,15 +244,14 @@ def _policy(data: bytes, off: int, end: int) -> PolicyEntry | None:
     outbound = direction == XFRM_POLICY_OUT
     if direction not in (XFRM_POLICY_IN, XFRM_POLICY_OUT):
         return None
-    if (plen_s, plen_d) != ((32, 0) if outbound else (0, 32)):
-        return None
+    if (plen_s, plen_d) != (0, 0):
+        return None  # overlayd's policies hold for every address
     attrs = _attrs(data, off + SIZE_USERPOLICY_INFO, end)
     if XFRMA_MARK in attrs:
         return None  # overlayd's policies carry no mark
     tmpl = attrs.get(XFRMA_TMPL, b"")
     reqid = struct.unpack_from("=I", tmpl, 44)[0] if len(tmpl) >= 64 else 0
-    local = _ipv4(saddr if outbound else daddr)
-    return PolicyEntry(local, dport, outbound, reqid, priority)
+    return PolicyEntry(dport, outbound, reqid, priority)
 
 
 def parse(data: bytes) -> Iterator[SaEntry | PolicyEntry | Reply]:
@@ -252,8 +259,8 @@ def parse(data: bytes) -> Iterator[SaEntry | PolicyEntry | Reply]:
     off = 0
     while off + 16 <= len(data):
         length, kind, flags, seq, _pid = _HDR.unpack_from(data, off)
-        if length < 16:
-            return
+        if length < 16 or off + length > len(data):
+            return  # a truncated datagram: nothing more in it can be trusted
         body, end = off + 16, off + length
         if kind in (XFRM_MSG_NEWSA, XFRM_MSG_NEWPOLICY) and flags & NLM_F_DUMP_INTR:
             yield Reply(seq, INTERRUPTED, "interrupted")

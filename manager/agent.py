@@ -32,6 +32,7 @@ class SessionAgent:
         ctx: ssl.SSLContext,
         *,
         want_state: bool = True,
+        ipsec_epoch: str = "",
         on_state: Callable[[SwarmState], None] = lambda s: None,
         on_managers: Callable[[list[str]], None] = lambda a: None,
         on_removed: Callable[[], None] = lambda: None,
@@ -42,6 +43,7 @@ class SessionAgent:
         self.managers = list(managers)
         self._ctx = ctx
         self._want_state = want_state
+        self.ipsec_epoch = ipsec_epoch  # told to the leader at every session start
         self._on_state = on_state
         self._on_managers = on_managers
         self._on_removed = on_removed
@@ -100,7 +102,8 @@ class SessionAgent:
         conn = await connect(host, int(port), self._ctx, timeout=2.0)
         try:
             await conn.send(rpc.dump({"type": "session", "addr": self.addr,
-                                      "want_state": self._want_state}))  # fmt: skip
+                                      "want_state": self._want_state,
+                                      "ipsec_epoch": self.ipsec_epoch}))  # fmt: skip
             async with asyncio.timeout(5.0):
                 first = rpc.load(await conn.recv())
             if "redirect" in first:

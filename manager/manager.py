@@ -32,7 +32,7 @@ from manager.node import RaftNode
 from manager.peers import RaftPeers
 from manager.raft import recovery
 from manager.raft.errors import NotLeader
-from manager.state import SwarmState
+from manager.state import SwarmState, valid_epoch
 from manager.storage import SqliteLog
 from manager.timefmt import stamp, utcnow
 from manager.transport import Connection, FrameError
@@ -437,15 +437,19 @@ class Manager:
         addr = str(hello.get("addr", ""))
         if not valid_ipv4(addr):
             addr = ""  # keep what the node list has
+        epoch = str(hello.get("ipsec_epoch", ""))
+        if not valid_epoch(epoch):
+            epoch = ""
         pusher = asyncio.create_task(
             self._push_state(conn, node_id, want=bool(hello.get("want_state", True)))
         )
         try:
             node = self.state.nodes[node_id]
-            if node.state != "ready" or (addr and node.addr != addr):
+            new_epoch = epoch and node.ipsec_epoch != epoch
+            if node.state != "ready" or (addr and node.addr != addr) or new_epoch:
                 with contextlib.suppress(Exception):
                     await self.propose({"op": "node.status", "id": node_id, "state": "ready",
-                                        "addr": addr, "now": stamp()})  # fmt: skip
+                                        "addr": addr, "ipsec_epoch": epoch, "now": stamp()})  # fmt: skip
             while self.node.is_leader:
                 try:
                     async with asyncio.timeout(DOWN_AFTER):

@@ -65,6 +65,7 @@ class Node:
     name: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     state: str = "ready"
+    ipsec_epoch: str = ""  # 16 hex: changes when the node starts sending ESP from scratch
 
 
 @dataclass
@@ -97,12 +98,19 @@ class Allocation:
     mac: str = ""  # "" means Docker's 02:42:<ip>; set when the endpoint asked for its own
 
 
+_EPOCH = re.compile(r"^[0-9a-f]{16}$")
+
+
+def valid_epoch(epoch: str) -> bool:
+    return bool(_EPOCH.match(epoch))
+
+
 @dataclass
 class KeyRing:
     """Newest last. Docker's rule: the second-newest encrypts, so a new key is installed
     for receiving one rotation before anyone sends with it."""
 
-    keys: list[str] = field(default_factory=list)  # hex
+    keys: list[str] = field(default_factory=list, repr=False)  # hex; never in a log line
     clock: int = 0  # Lamport time of the last rotation
     rotated_at: str = ""  # ISO 8601, chosen by the leader that rotated
 
@@ -224,6 +232,10 @@ class SwarmState:
         node.state = cmd["state"]
         if cmd.get("addr"):
             node.addr = cmd["addr"]
+        if cmd.get("ipsec_epoch"):
+            if not valid_epoch(str(cmd["ipsec_epoch"])):
+                raise InvalidParameter(f"invalid ipsec epoch {cmd['ipsec_epoch']!r}")
+            node.ipsec_epoch = cmd["ipsec_epoch"]
         if "manager_addr" in cmd:
             node.manager_addr = cmd["manager_addr"]
         node.updated_at = cmd["now"]

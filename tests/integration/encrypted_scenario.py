@@ -22,7 +22,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from dataplane.ipsec_plan import derive
-from dataplane.model import Desired, EndpointSpec, IpsecKeys
+from dataplane.model import Desired, EndpointSpec, IpsecSpec
 from dataplane.mtu import overlay_mtu
 from dataplane.reach import inet_checksum
 from tests.integration.nshelpers import Netns
@@ -37,6 +37,7 @@ from tests.integration.test_dataplane_overlay_lab import (
 )
 
 KEYS = [bytes([i]) * 16 for i in range(1, 6)]
+EPOCH = {1: "1" * 16, 2: "2" * 16}
 LISTENER = (
     "import socket\n"
     "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9999))\n"
@@ -91,16 +92,20 @@ def main() -> None:
         p1, p2 = endpoint(plain, c1, 11, "eth1"), endpoint(plain, c2, 12, "eth1")
 
         def desired(me: Host, other: Host, mine: list[EndpointSpec], theirs: list[EndpointSpec],
-                    keys: IpsecKeys | None, nets: tuple[Any, ...] = (enc, plain)) -> Desired:  # fmt: skip
+                    keys: tuple[tuple[bytes, ...], bytes] | None,
+                    nets: tuple[Any, ...] = (enc, plain)) -> Desired:  # fmt: skip
             ids = {n.network_id for n in nets}
+            me_i, other_i = (1, 2) if me is h1 else (2, 1)
+            ipsec = None if keys is None else IpsecSpec(
+                keys[0], keys[1], EPOCH[me_i], ((other.vtep, EPOCH[other_i]),), 4790)
             return Desired(
                 endpoints=frozenset(e for e in mine if e.network_id in ids),
                 overlays=frozenset(nets),
                 peers=frozenset(as_peer(e, other) for e in theirs if e.network_id in ids),
-                vtep=me.vtep, ipsec=keys,
+                vtep=me.vtep, ipsec=ipsec,
             )  # fmt: skip
 
-        ring = IpsecKeys((KEYS[0], KEYS[1]), KEYS[0])
+        ring = ((KEYS[0], KEYS[1]), KEYS[0])
         d1 = desired(h1, h2, [e1, p1], [e2, p2], ring)
         d2 = desired(h2, h1, [e2, p2], [e1, p1], ring)
         report["first"] = [h1.reconcile(d1), h2.reconcile(d2)]
@@ -131,17 +136,19 @@ def main() -> None:
         ol.underlay.run("ip", "link", "set", "px", "master", "ul0", "up")
         x.run("ip", "addr", "add", "192.0.2.99/24", "dev", "eth0")
         x.run("ip", "link", "set", "eth0", "up")
+        h2.ns.run("ip", "addr", "add", "192.0.2.50/24", "dev", "eth0")  # a second address
         listener = ol.world.interactive(c2, sys.executable, "-c", LISTENER)
         assert listener.read_line(timeout=20) == "up"
         inject = (
             "import socket, sys\n"
             "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)\n"
             "for _ in range(5): s.sendto(bytes.fromhex(sys.argv[1]), (sys.argv[2], int(sys.argv[3])))\n"
         )
 
-        def injected(vni: int, ep: EndpointSpec, port: int, tag: str) -> bool:
+        def injected(vni: int, ep: EndpointSpec, port: int, tag: str, to: str = "") -> bool:
             frame = vxlan_frame(vni, ep, tag.encode())
-            x.run(sys.executable, "-c", inject, frame.hex(), str(h2.vtep), str(port))
+            x.run(sys.executable, "-c", inject, frame.hex(), to or str(h2.vtep), str(port))
             try:
                 return listener.read_line(timeout=2) == tag
             except TimeoutError:
@@ -151,6 +158,9 @@ def main() -> None:
             "plain_vni_plain_port": injected(plain.vni, p2, 4789, "p"),  # the control: arrives
             "encrypted_vni_encrypted_port": injected(enc.vni, e2, 4790, "e1"),
             "encrypted_vni_plain_port": injected(enc.vni, e2, 4789, "e2"),
+            "encrypted_vni_second_address": injected(enc.vni, e2, 4790, "e3", "192.0.2.50"),
+            "encrypted_vni_broadcast": injected(enc.vni, e2, 4790, "e4", "192.0.2.255"),
+            "plain_vni_broadcast": injected(plain.vni, p2, 4789, "p2", "192.0.2.255"),
         }
         stats = h2.ns.run("cat", "/proc/net/xfrm_stat").stdout
         report["xfrm_stat_h2"] = {k: int(v) for k, v in re.findall(r"(\w+)\s+(\d+)", stats)
@@ -160,7 +170,7 @@ def main() -> None:
         # rotation before anyone sends with it (the managers' rule), host by host
         flood = subprocess.Popen(c1.argv("ping", "-i", "0.01", "-c", "400", "-q", enc_ip),
                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
-        rotations = [IpsecKeys(tuple(KEYS[:3]), KEYS[1]), IpsecKeys(tuple(KEYS[1:4]), KEYS[2])]
+        rotations = [(tuple(KEYS[:3]), KEYS[1]), (tuple(KEYS[1:4]), KEYS[2])]
         applied = []
         for new in rotations:
             time.sleep(0.5)
@@ -172,22 +182,36 @@ def main() -> None:
                               "applied": [r["applied"] for r in applied],
                               "errors": [r["errors"] for r in applied]}  # fmt: skip
         states, _ = xfrm_listing(h1)
-        spi_now, _ = derive(KEYS[2], h1.vtep, h2.vtep)
-        spi_old, _ = derive(KEYS[0], h1.vtep, h2.vtep)
+        spi_now, _ = derive(KEYS[2], h1.vtep, h2.vtep, EPOCH[1])
+        spi_old, _ = derive(KEYS[0], h1.vtep, h2.vtep, EPOCH[1])
         report["rotation"]["out_spi_now"] = f"0x{spi_now:08x}" in states
         report["rotation"]["out_spi_first_gone"] = f"0x{spi_old:08x}" not in states
         report["rotation"]["sa_count_h1"] = states.count("proto esp")
 
-        # kill -9 of a driver: the kernel keeps it all, a new one adopts it unchanged
+        # h2 "reboots" (a new epoch): h1 learns it first (as from the managers), then h2
+        # sends with it; the ping works on with fresh SAs both ways
         last = rotations[-1]
+        EPOCH[2] = "9" * 16
+        applied = [h1.reconcile(desired(h1, h2, [e1, p1], [e2, p2], last)),
+                   h2.reconcile(desired(h2, h1, [e2, p2], [e1, p1], last))]  # fmt: skip
+        report["new_epoch"] = {"errors": [r["errors"] for r in applied],
+                               "ping": wait_ping(c1, enc_ip),
+                               "spi": f"0x{derive(last[1], h2.vtep, h1.vtep, EPOCH[2])[0]:08x}"
+                               in xfrm_listing(h1)[0]}  # fmt: skip
+
+        # kill -9 of a driver: the kernel keeps it all, a new one adopts it unchanged
         d1 = desired(h1, h2, [e1, p1], [e2, p2], last)
         ol.kill_driver(h1)
         report["ping_while_driver_dead"] = pings(c1, enc_ip)
         ol.start_driver(h1)
         report["adopted"] = h1.reconcile(d1)["applied"]
 
-        # the encrypted network leaves h1: nothing of ours is left in its xfrm tables
-        report["removed"] = h1.reconcile(desired(h1, h2, [e1, p1], [e2, p2], last, (plain,)))
+        # the swarm has no encrypted network any more: nothing of ours is left in h1's tables
+        gone = desired(h1, h2, [e1, p1], [e2, p2], None, (plain,))
+        report["removed"] = h1.reconcile(gone)
+        report["policies_after_first_pass"] = xfrm_listing(h1)[1].count("dport 4790")
+        # the policies outlive the sandbox by one pass: the next one takes them
+        report["removed_again"] = h1.reconcile(gone)["applied"]
         report["left_after_removal"] = xfrm_listing(h1)
         report["ping_plain_after_removal"] = pings(c1, plain_ip)
         listener.proc.kill()

@@ -35,7 +35,7 @@ from dataplane.model import (
     SANDBOX_BRIDGE,
     Desired,
     EndpointSpec,
-    IpsecKeys,
+    IpsecSpec,
     OverlaySpec,
     PeerSpec,
 )
@@ -63,8 +63,20 @@ def encode(d: Desired) -> dict[str, Any]:
         "overlays": [ov(o) for o in d.overlays],
         "peers": [peer(p) for p in d.peers],
         "vtep": str(d.vtep) if d.vtep else None,
-        "ipsec": [d.ipsec.primary.hex(), *(k.hex() for k in d.ipsec.keys)] if d.ipsec else None,
+        "ipsec": _ipsec(d.ipsec) if d.ipsec else None,
     }
+
+
+def _ipsec(spec: IpsecSpec) -> dict[str, Any]:
+    return {"keys": [k.hex() for k in spec.keys], "primary": spec.primary.hex(),
+            "epoch": spec.epoch, "peers": [[str(a), e] for a, e in spec.peers],
+            "port": spec.port}  # fmt: skip
+
+
+def _ipsec_of(doc: dict[str, Any]) -> IpsecSpec:
+    peers = tuple((IPv4Address(a), e) for a, e in doc["peers"])
+    return IpsecSpec(tuple(bytes.fromhex(k) for k in doc["keys"]), bytes.fromhex(doc["primary"]),
+                     doc["epoch"], peers, doc["port"])  # fmt: skip
 
 
 def peer(p: PeerSpec) -> list[str]:
@@ -97,8 +109,7 @@ def decode(doc: dict[str, Any]) -> Desired:
     )
     vtep = IPv4Address(doc["vtep"]) if doc["vtep"] else None
     peers = frozenset(_peer(x) for x in doc["peers"])
-    ring = [bytes.fromhex(k) for k in doc.get("ipsec") or []]
-    ipsec = IpsecKeys(tuple(ring[1:]), ring[0]) if ring else None
+    ipsec = _ipsec_of(doc["ipsec"]) if doc.get("ipsec") else None
     return Desired(endpoints=eps, overlays=ovs, peers=peers, vtep=vtep, ipsec=ipsec)
 
 

@@ -6,7 +6,6 @@ path end to end) are tested inside user-mode Linux (test_overlay_encrypted.py)."
 from __future__ import annotations
 
 import subprocess
-from ipaddress import IPv4Address
 
 import pytest
 
@@ -17,16 +16,13 @@ from dataplane.xfrmmsg import POLICY_PRIORITY, REQID, PolicyEntry
 
 pytestmark = pytest.mark.kernel
 
-A = IPv4Address("192.0.2.1")
-
-
 def ip(*args: str) -> str:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=True).stdout
 
 
 def test_policies_as_iproute2_sees_them_and_foreign_ones_left_alone() -> None:
-    out = PolicyEntry(A, 4790, True, REQID, POLICY_PRIORITY)
-    into = PolicyEntry(A, 4790, False, REQID, POLICY_PRIORITY)
+    out = PolicyEntry(4790, True, REQID, POLICY_PRIORITY)
+    into = PolicyEntry(4790, False, REQID, POLICY_PRIORITY)
 
     def body() -> tuple[str, object, str, object]:
         x = Xfrm()
@@ -51,9 +47,9 @@ def test_policies_as_iproute2_sees_them_and_foreign_ones_left_alone() -> None:
     assert len(mine) == 2, listing
     sent = next(p for p in mine if "dir out" in p)
     received = next(p for p in mine if "dir in" in p)
-    assert sent.startswith("src 192.0.2.1/32 dst 0.0.0.0/0 proto udp dport 4790")
-    assert received.startswith("src 0.0.0.0/0 dst 192.0.2.1/32 proto udp dport 4790")
+    for p in (sent, received):  # every address: the vxlan socket listens on all of them
+        assert p.startswith("src 0.0.0.0/0 dst 0.0.0.0/0 proto udp dport 4790")
     for p in mine:
         assert "proto esp" in p and "mode transport" in p and "priority 8192" in p
-    assert "10.0.0.1/32" in left and "192.0.2.1" not in left  # the foreign one survives
+    assert "10.0.0.1/32" in left and "4790" not in left  # the foreign one survives
     assert after == frozenset()

@@ -54,8 +54,11 @@ def test_cleartext_cannot_be_injected_into_the_encrypted_network(report: dict[st
     assert inject["plain_vni_plain_port"]  # the injector works
     assert not inject["encrypted_vni_encrypted_port"]  # dropped by the inbound policy
     assert not inject["encrypted_vni_plain_port"]  # no device of that VNI on the plain port
+    assert not inject["encrypted_vni_second_address"]  # the socket listens on all of them
+    assert not inject["encrypted_vni_broadcast"]
+    assert inject["plain_vni_broadcast"]  # (so broadcast injection itself works)
     assert report["xfrm_stat_h2"].get("XfrmInTmplMismatch", 0) + report["xfrm_stat_h2"].get(
-        "XfrmInNoPols", 0) >= 5  # fmt: skip
+        "XfrmInNoPols", 0) >= 15  # fmt: skip
 
 
 def test_key_rotation_loses_no_packet(report: dict[str, Any]) -> None:
@@ -67,10 +70,16 @@ def test_key_rotation_loses_no_packet(report: dict[str, Any]) -> None:
     assert rot["sa_count_h1"] == 1 + 3  # one to send, one per ring key to receive
 
 
+def test_a_peer_with_a_new_epoch_gets_fresh_sas(report: dict[str, Any]) -> None:
+    assert report["new_epoch"] == {"errors": [[], []], "ping": True, "spi": True}
+
+
 def test_restart_adopts_and_removal_leaves_nothing(report: dict[str, Any]) -> None:
     assert report["ping_while_driver_dead"]
     assert report["adopted"] == []
     assert report["removed"]["errors"] == []
+    assert report["policies_after_first_pass"] == 2  # while its vxlan device was still there
+    assert report["removed_again"] == ["ProgramXfrm"]
     states, policies = report["left_after_removal"]
     assert states.strip() == "" and policies.strip() == ""
     assert report["ping_plain_after_removal"]
