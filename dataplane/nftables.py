@@ -29,6 +29,11 @@ DIGEST_TAG = "overlayd:"  # comment prefix of the rule that carries the digest
 _CHAINS = {
     "forward": "type filter hook forward priority filter; policy accept;",
     "postrouting": "type nat hook postrouting priority srcnat; policy accept;",
+    # encrypted overlays' VXLAN port, while there is one: the xfrm policies already make
+    # every packet there ESP; should they be flushed or bypassed (another IPsec daemon
+    # starting, disable_policy), these drop what is not (Docker's CVE-2023-28840/28841)
+    "esp_in": "type filter hook input priority filter; policy accept;",
+    "esp_out": "type filter hook output priority filter; policy accept;",
 }
 _RESET = f"table {FAMILY} {TABLE} {{}}\ndelete table {FAMILY} {TABLE}\n"
 
@@ -41,8 +46,9 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
-def rules(bridges: Iterable[BridgeSpec]) -> dict[str, list[str]]:
-    """Rules per chain, without the digest rule. Deterministic: sorted by bridge name."""
+def rules(bridges: Iterable[BridgeSpec], esp_ports: Iterable[int] = ()) -> dict[str, list[str]]:
+    """Rules per chain, without the digest rule. Deterministic: sorted by bridge name.
+    `esp_ports`: UDP ports whose traffic must be ESP (encrypted overlays' VXLAN)."""
     ordered = sorted(bridges, key=lambda b: b.ifname)
     names = [b.ifname for b in ordered]
     forward: list[str] = []
@@ -60,7 +66,12 @@ def rules(bridges: Iterable[BridgeSpec]) -> dict[str, list[str]]:
             forward.append(f"iifname {me} oifname {me} drop")
         if b.masquerade and not b.internal:
             post.append(f"ip saddr {b.subnet} oifname != {me} masquerade")
-    return {"forward": forward, "postrouting": post}
+    chains = {"forward": forward, "postrouting": post}
+    ports = sorted(set(esp_ports))
+    if ports:
+        chains["esp_in"] = [f"udp dport {p} meta secpath missing drop" for p in ports]
+        chains["esp_out"] = [f"udp dport {p} rt ipsec missing drop" for p in ports]
+    return chains
 
 
 def _digest(chains: dict[str, list[str]]) -> str:
@@ -72,23 +83,23 @@ def _fingerprint(digest: str, counts: dict[str, int]) -> str:
     return digest + " " + " ".join(f"{c}={counts[c]}" for c in sorted(counts))
 
 
-def render(bridges: Iterable[BridgeSpec]) -> NftRuleset:
-    """The whole table for these bridges; no bridges means no table at all."""
-    bridges = list(bridges)
-    if not bridges:
+def render(bridges: Iterable[BridgeSpec], esp_ports: Iterable[int] = ()) -> NftRuleset:
+    """The whole table for these bridges and ESP-only ports; none means no table at all."""
+    bridges, esp_ports = list(bridges), list(esp_ports)
+    if not bridges and not esp_ports:
         return NftRuleset(script=_RESET, fingerprint=None)
-    chains = rules(bridges)
+    chains = rules(bridges, esp_ports)
     digest = _digest(chains)
     chains["forward"].insert(
         0, f'ct state established,related accept comment "{DIGEST_TAG}{digest}"'
     )
     body = [f"table {FAMILY} {TABLE} {{", '\tcomment "managed by overlayd; edits are reverted"']
-    for name, header in _CHAINS.items():
-        body += [f"\tchain {name} {{", f"\t\t{header}"]
+    for name in chains:
+        body += [f"\tchain {name} {{", f"\t\t{_CHAINS[name]}"]
         body += [f"\t\t{r}" for r in chains[name]]
         body.append("\t}")
     body.append("}")
-    counts = {c: len(chains[c]) for c in _CHAINS}
+    counts = {c: len(chains[c]) for c in chains}
     script = _RESET + "\n".join(body) + "\n"
     return NftRuleset(script=script, fingerprint=_fingerprint(digest, counts))
 

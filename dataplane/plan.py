@@ -224,7 +224,8 @@ def plan_assessed(
     xfrm_early, xfrm_late, xfrm_problems = plan_xfrm(desired, observed)
     a.problems.extend(xfrm_problems)
     ops += xfrm_early
-    ruleset = nftables.render(a.bridges)
+    esp_ports = [desired.ipsec.port] if desired.ipsec is not None else []
+    ruleset = nftables.render(a.bridges, esp_ports)
     if nft and ruleset.fingerprint != observed.nft:
         ops.append(ApplyNft(ruleset))
     if not observed.ip_forward and any(b.masquerade and not b.internal for b in a.bridges):

@@ -125,11 +125,11 @@ def _op_name(op: Any) -> str:
     return f"{name}:{target}" if target else name
 
 
-async def _serve(run_dir: str) -> None:
+async def _serve(run_dir: str, nft: bool = True) -> None:
     from dataplane.probe import address_mtu
     from dataplane.reconciler import Dataplane
 
-    dp = Dataplane(run_dir=run_dir)
+    dp = Dataplane(run_dir=run_dir, nft=nft)
     desired = Desired()
     loop = asyncio.get_running_loop()
     print(json.dumps({"ready": os.getpid()}), flush=True)
@@ -159,7 +159,7 @@ async def _serve(run_dir: str) -> None:
 
 
 def main() -> None:
-    asyncio.run(_serve(sys.argv[1]))
+    asyncio.run(_serve(sys.argv[1], nft=sys.argv[2:] != ["no-nft"]))
 
 
 # --- the lab (runs in the test) ---------------------------------------------------------------
@@ -199,6 +199,7 @@ class OverlayLab:
     base: str  # /run/<prefix>: every host's run dir is below it
     underlay: Netns | None = None
     hosts: list[Host] = field(default_factory=list)
+    nft: bool = True  # False: drivers never touch nftables (a kernel without its ip family)
 
     def add_hosts(self, n: int, mtu: int = 1500) -> list[Host]:
         if self.underlay is None:
@@ -221,7 +222,8 @@ class OverlayLab:
 
     def start_driver(self, host: Host) -> None:
         code = f"import sys; sys.path.insert(0, {REPO!r}); from {__name__} import main; main()"
-        host.driver = self.world.interactive(host.ns, sys.executable, "-c", code, host.run_dir)
+        host.driver = self.world.interactive(host.ns, sys.executable, "-c", code, host.run_dir,
+                                             *([] if self.nft else ["no-nft"]))  # fmt: skip
         assert "ready" in host.driver.read_line(timeout=30)
 
     def kill_driver(self, host: Host) -> None:
@@ -249,9 +251,9 @@ def unmount_below(base: str) -> None:
 
 
 @contextmanager
-def overlay_lab() -> Iterator[OverlayLab]:
+def overlay_lab(nft: bool = True) -> Iterator[OverlayLab]:
     with lab("ovo") as world:
-        it = OverlayLab(world, f"/run/{world.prefix.rstrip('-')}")
+        it = OverlayLab(world, f"/run/{world.prefix.rstrip('-')}", nft=nft)
         try:
             yield it
         finally:

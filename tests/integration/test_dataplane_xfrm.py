@@ -53,3 +53,48 @@ def test_policies_as_iproute2_sees_them_and_foreign_ones_left_alone() -> None:
         assert "proto esp" in p and "mode transport" in p and "priority 8192" in p
     assert "10.0.0.1/32" in left and "4790" not in left  # the foreign one survives
     assert after == frozenset()
+
+
+def test_nft_guard_drops_non_esp_on_the_encrypted_port() -> None:
+    """Defense in depth should the policies be flushed: what is not ESP on the encrypted
+    networks' port is dropped both ways; other ports are untouched."""
+    from dataplane import nftables
+    from tests.integration.nshelpers import lab
+
+    script = nftables.render([], [4790]).script
+    recv = (
+        "import socket, sys\n"
+        "socks = []\n"
+        "for p in (4789, 4790):\n"
+        "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', p))\n"
+        "    s.settimeout(1.5); socks.append(s)\n"
+        "print('up', flush=True)\n"
+        "for s in socks:\n"
+        "    try: print(s.getsockname()[1], s.recv(10).decode(), flush=True)\n"
+        "    except TimeoutError: print(s.getsockname()[1], 'nothing', flush=True)\n"
+    )
+    send = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "for p in (4789, 4790):\n"
+        "    try: s.sendto(b'x', (sys.argv[1], p)); print(p, 'sent')\n"
+        "    except PermissionError: print(p, 'refused')\n"
+    )
+    with lab("ovx") as world:
+        a, b = world.netns("a"), world.netns("b")
+        a.run("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", b.path)
+        for ns, ip_addr in ((a, "10.99.0.1/24"), (b, "10.99.0.2/24")):
+            ns.run("ip", "addr", "add", ip_addr, "dev", "eth0")
+            ns.run("ip", "link", "set", "eth0", "up")
+        b.run("nft", "-f", "-", input=script)
+        listener = world.interactive(b, "python3", "-c", recv)
+        assert listener.read_line(timeout=10) == "up"
+        # from an unguarded host: 4789 arrives, 4790 is dropped on the way in
+        assert a.run("python3", "-c", send, "10.99.0.2").stdout.split("\n")[:2] == [
+            "4789 sent", "4790 sent"]  # fmt: skip
+        got = {listener.read_line(timeout=5) for _ in range(2)}
+        assert got == {"4789 x", "4790 nothing"}
+        # a guarded sender may not even send cleartext to 4790
+        a.run("nft", "-f", "-", input=script)
+        assert a.run("python3", "-c", send, "10.99.0.2").stdout.split("\n")[:2] == [
+            "4789 sent", "4790 refused"]  # fmt: skip
