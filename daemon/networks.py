@@ -899,8 +899,9 @@ class NetworkService:
         overlays, used = self._overlay_desired(endpoints)
         if self.swarm is None:
             return Desired(bridges=frozenset(bridges), endpoints=frozenset(endpoints))
-        # SAs stay while the swarm has encrypted networks, local endpoints or not
-        ipsec = self.swarm.ipsec_spec()
+        # SAs stay while the swarm has encrypted networks, local endpoints or not; a kernel
+        # without ESP gets none (its connects to them are refused, _check_esp)
+        ipsec = self.swarm.ipsec_spec() if self._kernel.esp_support() is None else None
         if not overlays:
             vtep = self.swarm.vtep() if ipsec is not None else None
             return Desired(bridges=frozenset(bridges), endpoints=frozenset(endpoints),

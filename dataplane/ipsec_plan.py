@@ -57,10 +57,12 @@ def wanted(desired: Desired, observed: Observed) -> tuple[XfrmObserved, list[str
         return XfrmObserved(policies=frozenset(policies)), problems
     me = desired.vtep
     if me is None or not spec.keys or not spec.epoch:
+        # not known yet (a daemon starting up, keys not yet replicated): the SAs in the
+        # kernel stay as they are, so a restart never interrupts encrypted traffic
         what = "no local VTEP address" if me is None else "no data-path keys or epoch yet"
         if any(o.encrypted for o in desired.overlays):
-            problems.append(f"encrypted overlays: {what}; their traffic is held back")
-        return XfrmObserved(policies=frozenset(policies)), problems
+            problems.append(f"encrypted overlays: {what}")
+        return XfrmObserved(observed.xfrm.sas, frozenset(policies)), problems
     sas: dict[tuple[IPv4Address, int], SaEntry] = {}
     for peer, epoch in sorted(spec.peers):
         if peer == me:

@@ -124,6 +124,8 @@ class Dataplane:
                 if not failures:
                     break
                 fresh = True
+            if applied:
+                log.info("dataplane applied: %s", ", ".join(_describe(op) for op in applied))
             return ReconcileResult(
                 applied=tuple(applied),
                 gone=tuple(verdict.gone),

@@ -57,6 +57,28 @@ def main() -> None:
         report["wire"] = {"esp": out.count("ESP"), "udp": out.count(".4790")}
         report["xfrm"] = [len(re.findall(r"proto esp spi", x.ns.sh("ip", "xfrm", "state").stdout))
                           for x in h]  # fmt: skip
+        # kill -9 of the worker's daemon under a ping flood: the kernel keeps encrypting,
+        # the restarted daemon keeps its epoch (its SAs are still there) and changes nothing
+        spis = sorted(re.findall(r"spi (0x[0-9a-f]+)", h[1].ns.sh("ip", "xfrm", "state").stdout))
+        def xfrm_stat() -> list[dict[str, int]]:
+            return [{k: int(v) for k, v in re.findall(r"(\w+)\s+(\d+)",
+                                                      x.ns.sh("cat", "/proc/net/xfrm_stat").stdout)
+                     if int(v)} for x in h]  # fmt: skip
+
+        before = xfrm_stat()
+        flood = c0.popen("ping", "-i", "0.01", "-c", "800", "-q", report["ip"] or "0",
+                         stdout=subprocess.PIPE, text=True)  # fmt: skip
+        time.sleep(0.5)
+        h[1].kill9()
+        h[1].start("--iptables", "false")
+        report["restarted_before_flood_ended"] = flood.poll() is None
+        out, _ = flood.communicate(timeout=60)
+        report["xfrm_stat_during_restart"] = [before, xfrm_stat()]
+        report["restart"] = {
+            "ping": out.strip().splitlines()[-2:],
+            "same_sas": spis == sorted(re.findall(r"spi (0x[0-9a-f]+)",
+                                                  h[1].ns.sh("ip", "xfrm", "state").stdout)),
+        }  # fmt: skip
     print("REPORT " + json.dumps(report), flush=True)
 
 

@@ -35,6 +35,10 @@ def test_swarm_of_two_daemons_encrypts_with_the_managers_keys() -> None:
     assert r["ping"] and r["mtu"] == overlay_mtu(1500, encrypted=True)
     assert r["wire"]["esp"] >= 12 and r["wire"]["udp"] == 0  # 6 pings, both ways: all ESP
     assert r["xfrm"] == [4, 4]  # per host: one SA to send, one per ring key (3) to receive
+    assert r["restart"]["same_sas"]  # kill -9 + restart: same epoch, nothing re-keyed
+    assert r["restarted_before_flood_ended"]
+    assert "800 packets transmitted, 800 received, 0% packet loss" in r["restart"]["ping"][0], (
+        r["restart"], r["xfrm_stat_during_restart"])  # fmt: skip
 
 
 def test_both_networks_work_and_only_the_encrypted_one_is_esp(report: dict[str, Any]) -> None:

@@ -70,10 +70,15 @@ def test_sas_with_every_node_and_two_wildcard_policies() -> None:
     assert {(s.src, s.dst) for s in quiet.sas} == {(A, B)}
 
 
-def test_no_keys_yet_holds_traffic_back_with_the_policies() -> None:
+def test_no_keys_or_epoch_yet_holds_traffic_back_and_keeps_what_the_kernel_has() -> None:
     want, problems = wanted(desired(ipsec=spec(keys=(), primary=b"")), Observed())
     assert not want.sas and len(want.policies) == 2
     assert problems and "no data-path keys" in problems[0]
+    # a daemon starting before it knows its epoch must not tear down working SAs
+    (op,), _, _ = plan_xfrm(desired(), Observed())
+    working = after(Observed(), op)
+    early, late, _ = plan_xfrm(desired(ipsec=spec(epoch="")), working)
+    assert early == [] and late == []
 
 
 def test_policies_outlive_the_last_vxlan_device_on_their_port() -> None:
