@@ -77,7 +77,10 @@ class _KernelAdapter:
 
     def esp_support(self) -> str | None:
         if self._esp is _UNKNOWN:
-            self._esp = esp_support()
+            try:
+                self._esp = esp_support()  # the kernel's verdict: asked once
+            except OSError as e:
+                return f"could not ask the kernel: {e}"  # no verdict: ask again next time
         return self._esp  # type: ignore[return-value]
 
     def link_exists(self, ifname: str) -> bool:
@@ -176,8 +179,6 @@ class Engine:
 
     async def stop(self) -> None:
         """Stop background work; the kernel state stays so traffic keeps flowing."""
-        await self.gossip.stop()
-        await self.swarm_service.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -185,7 +186,10 @@ class Engine:
                 await task
         self._tasks.clear()
         if self.networks.changed.is_set():
+            # while the swarm view is still there: without it the overlays would look gone
             await self.networks.converge()  # what was acknowledged reaches the kernel
+        await self.gossip.stop()
+        await self.swarm_service.stop()
         await self.dataplane.close()
         self.store.close()
         log.info("engine stopped")

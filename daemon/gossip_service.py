@@ -186,7 +186,9 @@ class GossipService:
         if isinstance(event, MemberDead):
             log.info("gossip: host's daemon unreachable", node=event.name)
             if event.name not in self._probes:
-                self._kernel_alive[event.name] = False
+                # presumed alive until its kernel fails to answer: a daemon that restarts
+                # more slowly than gossip declares it dead must not cut its endpoints off
+                self._kernel_alive[event.name] = True
                 self._probes[event.name] = asyncio.create_task(self._probe(event.name))
             return  # the probe decides whether its endpoints go
         if isinstance(event, MemberLeft):
@@ -198,7 +200,6 @@ class GossipService:
         daemon is down and its endpoints keep working. Ends when gossip sees the node
         again or the swarm no longer has it."""
         try:
-            self._on_change()  # dead until the first answer says otherwise
             while self.agent is not None and not self._gossip_alive(node_id):
                 state = self._swarm.view()
                 node = state.nodes.get(node_id) if state is not None else None

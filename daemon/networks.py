@@ -901,7 +901,9 @@ class NetworkService:
             return Desired(bridges=frozenset(bridges), endpoints=frozenset(endpoints))
         # SAs stay while the swarm has encrypted networks, local endpoints or not; a kernel
         # without ESP gets none (its connects to them are refused, _check_esp)
-        ipsec = self.swarm.ipsec_spec() if self._kernel.esp_support() is None else None
+        ipsec = self.swarm.ipsec_spec()
+        if ipsec is not None and not ipsec.hold and self._kernel.esp_support() is not None:
+            ipsec = None
         if not overlays:
             vtep = self.swarm.vtep() if ipsec is not None else None
             return Desired(bridges=frozenset(bridges), endpoints=frozenset(endpoints),

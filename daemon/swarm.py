@@ -486,8 +486,10 @@ class SwarmService:
         """The freshest state this node holds (not a linearizable read)."""
         if self.manager is not None:
             state = self.manager.state
-            if state.cluster is None and self._fallback_view is not None:
-                return self._fallback_view  # a new manager's log is still arriving
+            fallback = self._fallback_view
+            if fallback is not None and (state.cluster is None
+                                         or state.applied_index < fallback.applied_index):
+                return fallback  # a new manager's log is still arriving
             return state
         if self.agent is not None:
             return self.agent.state

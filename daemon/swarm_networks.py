@@ -16,7 +16,7 @@ from daemon.errors import Unavailable
 from daemon.networks import OPT_ENCRYPTED, OPT_MTU, CreateNetworkRequest, _mtu_option
 from daemon.records import NetworkRecord
 from daemon.swarm import SwarmService, new_network_id
-from dataplane.model import IpsecSpec, OverlaySpec, PeerSpec
+from dataplane.model import HOLD_IPSEC, IpsecSpec, OverlaySpec, PeerSpec
 from dataplane.mtu import overlay_mtu
 from manager.ipam import mac_for
 from manager.state import SwarmNetwork
@@ -205,8 +205,10 @@ class SwarmNetworkAdapter:
         other node's VTEP and epoch."""
         state = self._svc.view()
         ident = self._svc.identity
-        if state is None or ident is None:
-            return None
+        if ident is None:
+            return None  # not in a swarm: nothing of ours belongs in the kernel
+        if state is None or not self._svc.ipsec_epoch:
+            return HOLD_IPSEC  # in one, but its state is not known right now
         if not any(OPT_ENCRYPTED in n.options for n in state.networks.values()):
             return None
         ring = state.keyrings.get("ipsec")

@@ -48,6 +48,8 @@ def wanted(desired: Desired, observed: Observed) -> tuple[XfrmObserved, list[str
     """The SAs and policies desired, and why some cannot be had. Policies also stay for
     as long as a sandbox still holds a vxlan device on their port (one being removed)."""
     spec = desired.ipsec
+    if spec is not None and spec.hold:
+        return observed.xfrm, []
     problems: list[str] = []
     policies: set[PolicyEntry] = set()
     if spec is not None:

@@ -99,6 +99,12 @@ class IpsecSpec:
     epoch: str
     peers: tuple[tuple[IPv4Address, str], ...]
     port: int
+    # the swarm's state is not known right now (a role switch, a manager catching up, a
+    # stop): SAs and policies stay exactly as they are in the kernel
+    hold: bool = False
+
+
+HOLD_IPSEC = IpsecSpec((), b"", "", (), 0, hold=True)
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,7 @@ class Desired:
     # this host's underlay address: the vxlan devices' `local`, and what peers use as our
     # VTEP; None leaves existing vxlan devices and their entries as they are
     vtep: IPv4Address | None = None
-    ipsec: IpsecSpec | None = None  # None: the swarm has no encrypted network
+    ipsec: IpsecSpec | None = None  # None: the swarm has no encrypted network (or no swarm)
 
 
 # --- what observe() saw ----------------------------------------------------------------------

@@ -107,7 +107,12 @@ class Dataplane:
                 state = observed
                 ops, verdict = plan_assessed(desired, observed, run_dir=self.run_dir or "",
                                              nft=self.nft)  # fmt: skip
+                xfrm_failed = False
                 for op in ops:
+                    if xfrm_failed and isinstance(op, ProgramXfrm):
+                        failures.append(f"{_describe(op)}: held back, an earlier xfrm change "
+                                        "failed (removals only after every addition)")  # fmt: skip
+                        continue
                     if _cleartext_risk(op, state):
                         failures.append(f"{_describe(op)}: its ESP policies are not in place; "
                                         "not made, so that nothing leaves in cleartext")  # fmt: skip
@@ -117,6 +122,7 @@ class Dataplane:
                     except Exception as e:  # report, re-observe, never crash the daemon
                         log.warning("dataplane op failed: %r: %s", op, e)
                         failures.append(f"{_describe(op)}: {e}")
+                        xfrm_failed = xfrm_failed or isinstance(op, ProgramXfrm)
                     else:
                         applied.append(op)
                         state = after(state, op)

@@ -69,11 +69,13 @@ class Xfrm:
             adds += [("add policy", p, xfrmmsg.put_policy) for p in op.put_policies]
             dels = [("delete policy", p, xfrmmsg.del_policy) for p in op.del_policies]
             dels += [("delete SA", sa, xfrmmsg.del_sa) for sa in op.del_sas]
-            for batch in (adds, dels):
-                if batch:
-                    _exchange(sock, batch)
-            if op.put_policies or op.del_policies:
-                _flush_routes()
+            try:
+                for batch in (adds, dels):
+                    if batch:
+                        _exchange(sock, batch)
+            finally:
+                if op.put_policies or op.del_policies:  # some may be in even if others failed
+                    _flush_routes()
 
     def close(self) -> None:
         with self._lock:
@@ -130,10 +132,7 @@ def esp_support() -> str | None:
         reply = failed[0][1]
         return reply.message or errno.errorcode.get(reply.error, str(reply.error))
 
-    try:
-        return nsenter.in_scratch_netns(probe)
-    except OSError as e:
-        return str(e)
+    return nsenter.in_scratch_netns(probe)  # OSError: no verdict (e.g. no memory for a netns)
 
 
 def _describe(entry: object) -> str:

@@ -457,6 +457,12 @@ class Manager:
                 except TimeoutError:
                     return
                 self._last_seen[node_id] = asyncio.get_running_loop().time()
+                if epoch and self.state.nodes.get(node_id) is not None and (
+                        self.state.nodes[node_id].ipsec_epoch != epoch):  # fmt: skip
+                    with contextlib.suppress(Exception):  # the first try failed: again
+                        await self.propose({"op": "node.status", "id": node_id,
+                                            "state": "ready", "ipsec_epoch": epoch,
+                                            "now": stamp()})  # fmt: skip
         finally:
             pusher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

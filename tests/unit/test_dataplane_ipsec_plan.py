@@ -9,6 +9,7 @@ from dataplane import xfrmmsg
 from dataplane.effects import after
 from dataplane.ipsec_plan import derive, plan_xfrm, policies_ready, wanted
 from dataplane.model import (
+    HOLD_IPSEC,
     SANDBOX_VXLAN,
     Desired,
     IpsecSpec,
@@ -79,6 +80,16 @@ def test_no_keys_or_epoch_yet_holds_traffic_back_and_keeps_what_the_kernel_has()
     working = after(Observed(), op)
     early, late, _ = plan_xfrm(desired(ipsec=spec(epoch="")), working)
     assert early == [] and late == []
+
+
+def test_hold_keeps_the_kernel_as_it_is() -> None:
+    """The swarm's state unknown for a moment (role switch, stop, catch-up): deleting SAs
+    now and re-adding them later would restart their counters under the same keys."""
+    (op,), _, _ = plan_xfrm(desired(), Observed())
+    working = after(Observed(), op)
+    assert plan_xfrm(desired(ipsec=HOLD_IPSEC), working) == ([], [], [])
+    assert plan_xfrm(desired(ipsec=HOLD_IPSEC, overlays=frozenset()), working) == ([], [], [])
+    assert len(plan_xfrm(desired(ipsec=None), working)[1][0].del_sas) == 6  # truly none
 
 
 def test_policies_outlive_the_last_vxlan_device_on_their_port() -> None:
