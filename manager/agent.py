@@ -87,7 +87,8 @@ class SessionAgent:
             for addr in dict.fromkeys(candidates):
                 try:
                     redirect = await self._session(addr)
-                except (OSError, FrameError, ssl.SSLError, TimeoutError, ValueError):
+                except (OSError, FrameError, ssl.SSLError, TimeoutError, ValueError, TypeError,
+                        KeyError):  # a frame we cannot read: a new session, not a dead task
                     redirect = None
                 finally:
                     self.connected_to = None

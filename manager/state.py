@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from ipaddress import IPv4Address, IPv4Network
-from typing import Any
+from typing import Any, TypeVar
 
 from manager import ipam
 from manager.errors import (
@@ -25,6 +25,7 @@ from manager.errors import (
     SystemError_,
 )
 
+T = TypeVar("T")
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 FIRST_VNI = 4096
 RECENT_RESULTS = 4096  # request IDs remembered for deduplication  # Docker's first automatic VXLAN ID
@@ -407,16 +408,23 @@ class SwarmState:
     def restore(cls, data: bytes) -> SwarmState:
         doc = json.loads(data)
         state = cls()
-        state.cluster = Cluster(**doc["cluster"]) if doc["cluster"] else None
-        state.nodes = {n["id"]: Node(**n) for n in doc["nodes"]}
-        state.networks = {n["id"]: SwarmNetwork(**n) for n in doc["networks"]}
+        state.cluster = _known(Cluster, doc["cluster"]) if doc["cluster"] else None
+        state.nodes = {n["id"]: _known(Node, n) for n in doc["nodes"]}
+        state.networks = {n["id"]: _known(SwarmNetwork, n) for n in doc["networks"]}
         state.allocations = {
-            (a["network_id"], a["endpoint_id"]): Allocation(**a) for a in doc["allocations"]
+            (a["network_id"], a["endpoint_id"]): _known(Allocation, a) for a in doc["allocations"]
         }
-        state.keyrings = {k: KeyRing(**v) for k, v in doc["keyrings"].items()}
+        state.keyrings = {k: _known(KeyRing, v) for k, v in doc["keyrings"].items()}
         state.applied_index = doc["applied_index"]
         state.recent = {str(k): v for k, v in doc.get("recent", [])}
         return state
+
+
+def _known(kind: type[T], doc: dict[str, Any]) -> T:
+    """A record from a snapshot, without the fields a newer version added: a node that
+    has not been upgraded yet still reads the state of one that has (rolling upgrades)."""
+    names = {f.name for f in fields(kind)}  # type: ignore[arg-type]
+    return kind(**{k: v for k, v in doc.items() if k in names})
 
 
 def _check_version(kind: str, given: Any, current: int) -> None:
