@@ -27,7 +27,7 @@ from dataplane.model import Desired
 from dataplane.netns import ContainerNetns, free_ifname, host_netns_keys, resolve_container
 from dataplane.probe import address_mtu, default_route_address, host_routes
 from dataplane.reconciler import Dataplane
-from dataplane.xfrm import esp_support
+from dataplane.xfrm import esp_support, policy_bypasses
 
 log = get_logger("overlayd.engine")
 
@@ -74,6 +74,11 @@ class _KernelAdapter:
 
     def host_netns_keys(self) -> frozenset[str]:
         return host_netns_keys()
+
+    def ipsec_gaps(self) -> list[str]:
+        """Policy bypasses that nothing covers: the nft guard drops cleartext on the
+        encrypted port unless overlayd runs with --iptables false."""
+        return [] if self._dataplane.nft else policy_bypasses()
 
     def esp_support(self) -> str | None:
         if self._esp is _UNKNOWN:

@@ -90,6 +90,10 @@ class Kernel(Protocol):
         """None if this kernel can encrypt overlay traffic (ESP), else why not."""
         ...
 
+    def ipsec_gaps(self) -> list[str]:
+        """Settings under which encrypted traffic could pass in cleartext here."""
+        ...
+
 
 class SwarmNetworks(Protocol):
     """The swarm's side of networking, as the NetworkService needs it (daemon.swarm_networks)."""
@@ -857,6 +861,13 @@ class NetworkService:
                 f"network {net.name} is encrypted, but this host's kernel refuses ESP with "
                 f"{AEAD_NAME} ({why}): it needs CONFIG_INET_ESP and AES-GCM (modules esp4, "
                 "aes, gcm)"
+            )
+        gaps = self._kernel.ipsec_gaps()
+        if gaps:
+            raise SystemError_(
+                f"network {net.name} is encrypted, but this host skips IPsec policies "
+                f"({', '.join(gaps)} = 1) and overlayd runs with --iptables false, so "
+                "nothing would stop cleartext: set them to 0 or let overlayd manage nftables"
             )
 
     # ----- kernel ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ Blocking calls: the reconciler runs them in a worker thread.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -100,6 +101,29 @@ def _flush_routes() -> None:
     go on bypassing it: a flush makes every socket route, and look policies up, again."""
     with open("/proc/sys/net/ipv4/route/flush", "w") as f:
         f.write("1\n")
+
+
+_CONF = "/proc/sys/net/ipv4/conf"
+
+
+def policy_bypasses(conf: str = _CONF) -> list[str]:
+    """Sysctls of this namespace under which the kernel skips xfrm policies
+    (disable_policy: arriving packets are not checked; disable_xfrm: leaving ones are not
+    transformed): cleartext could pass there unless something else drops it."""
+    out = []
+    for name in sorted(os.listdir(conf)):
+        if name in ("default", "lo"):
+            continue  # default: for interfaces made later (checked once they exist); lo
+            # has both set by the kernel itself, and nothing from another host arrives there
+        for knob in ("disable_policy", "disable_xfrm"):
+            try:
+                with open(f"{conf}/{name}/{knob}") as f:
+                    on = f.read().strip() == "1"
+            except OSError:
+                continue
+            if on:
+                out.append(f"net.ipv4.conf.{name}.{knob}")
+    return out
 
 
 def sends_esp_from(local: IPv4Address) -> bool:

@@ -98,3 +98,20 @@ def test_nft_guard_drops_non_esp_on_the_encrypted_port() -> None:
         a.run("nft", "-f", "-", input=script)
         assert a.run("python3", "-c", send, "10.99.0.2").stdout.split("\n")[:2] == [
             "4789 sent", "4790 refused"]  # fmt: skip
+
+
+def test_policy_bypasses_are_found() -> None:
+    """disable_policy / disable_xfrm make the kernel skip the policies that keep encrypted
+    networks' traffic ESP-only; a connect refuses them when no nft guard covers it."""
+    from dataplane.xfrm import policy_bypasses
+
+    def body() -> tuple[list[str], list[str]]:
+        clean = policy_bypasses()  # a fresh namespace: only lo, which the kernel exempts
+        for knob in ("disable_policy", "disable_xfrm"):
+            with open(f"/proc/sys/net/ipv4/conf/all/{knob}", "w") as f:
+                f.write("1\n")
+        return clean, policy_bypasses()
+
+    clean, found = nsenter.in_scratch_netns(body)
+    assert clean == []
+    assert found == ["net.ipv4.conf.all.disable_policy", "net.ipv4.conf.all.disable_xfrm"]
