@@ -27,7 +27,8 @@ from dataplane.model import Desired
 from dataplane.netns import ContainerNetns, free_ifname, host_netns_keys, resolve_container
 from dataplane.probe import address_mtu, default_route_address, host_routes
 from dataplane.reconciler import Dataplane
-from dataplane.xfrm import esp_support, policy_bypasses
+from dataplane.sysctl import policy_bypasses
+from dataplane.xfrm import esp_support
 
 log = get_logger("overlayd.engine")
 

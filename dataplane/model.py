@@ -220,7 +220,7 @@ class Observed:
     nft: str | None = None  # fingerprint of overlayd's nft tables, None when absent
     ip_forward: bool = False
     sandboxes: dict[str, ObservedSandbox] = field(default_factory=dict)  # by path
-    xfrm: XfrmObserved = field(default_factory=lambda: XfrmObserved())
+    xfrm: XfrmObserved = field(default_factory=XfrmObserved)
 
 
 # --- what apply() does: a closed set of idempotent operations -------------------------------

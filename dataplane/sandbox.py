@@ -18,17 +18,11 @@ from dataclasses import dataclass
 
 from pyroute2.iproute.linux import AsyncIPRoute
 
-from . import nsenter
+from . import nsenter, sysctl
 from .layout import SANDBOX_PREFIX, sandbox_dir
 from .netns import netns_key
 from .nlbatch import NeighSocket
 
-# br_netfilter (loaded wherever Docker or kube-proxy runs) makes every bridge hand its frames
-# to iptables. A sandbox has no rules, so that is pure cost on every overlay frame (~5 % of
-# the throughput here). The switches are per network namespace (Linux >= 5.3).
-BRIDGE_NETFILTER = tuple(
-    f"/proc/sys/net/bridge/bridge-nf-call-{t}" for t in ("iptables", "ip6tables", "arptables")
-)
 _MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
@@ -45,22 +39,12 @@ def list_sandboxes(run_dir: str) -> dict[str, bool]:
     return {p: netns_key(p) is not None for p in paths}
 
 
-def _bridge_netfilter_off() -> None:
-    """Inside a sandbox (called on the thread that entered it)."""
-    for knob in BRIDGE_NETFILTER:
-        try:
-            with open(knob, "w") as f:
-                f.write("0\n")
-        except FileNotFoundError:
-            return  # br_netfilter is not loaded: bridges skip netfilter anyway
-
-
 def create_netns(path: str) -> tuple[socket.socket, socket.socket]:
     """A new netns mounted at path (which must not exist)."""
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
     try:
-        ipr, neigh = nsenter.create(path, 2, then=_bridge_netfilter_off)
+        ipr, neigh = nsenter.create(path, 2, then=sysctl.bridge_netfilter_off)
     except BaseException:
         remove_netns(path)
         raise
@@ -69,7 +53,7 @@ def create_netns(path: str) -> tuple[socket.socket, socket.socket]:
 
 def open_netns(path: str) -> tuple[socket.socket, socket.socket]:
     """Sockets into the existing netns at path; FileNotFoundError if there is none."""
-    ipr, neigh = nsenter.enter(path, 2, then=_bridge_netfilter_off)
+    ipr, neigh = nsenter.enter(path, 2, then=sysctl.bridge_netfilter_off)
     return ipr, neigh
 
 

@@ -9,15 +9,15 @@ Blocking calls: the reconciler runs them in a worker thread.
 from __future__ import annotations
 
 import errno
-import os
 import socket
 import threading
 from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
 
-from . import nsenter, xfrmmsg
+from . import nsenter, sysctl, xfrmmsg
 from .model import ProgramXfrm, XfrmObserved
+from .neighmsg import Reply
 from .nlbatch import BatchSocket
 from .xfrmmsg import REQID, PolicyEntry, SaEntry
 
@@ -76,7 +76,7 @@ class Xfrm:
                         _exchange(sock, batch)
             finally:
                 if op.put_policies or op.del_policies:  # some may be in even if others failed
-                    _flush_routes()
+                    sysctl.flush_routes()
 
     def close(self) -> None:
         with self._lock:
@@ -92,38 +92,7 @@ def _exchange(sock: BatchSocket, batch: list[tuple[str, Any, Callable[[int, Any]
         what, entry, _ = batch[index]
         if what.startswith("delete") and reply.error in (errno.ENOENT, errno.ESRCH):
             continue  # already gone: what a delete wanted
-        text = reply.message or errno.errorcode.get(reply.error, str(reply.error))
-        raise OSError(reply.error, f"xfrm {what} {_describe(entry)}: {text}")
-
-
-def _flush_routes() -> None:
-    """Routes cached before a policy changed (the vxlan devices keep one per remote) would
-    go on bypassing it: a flush makes every socket route, and look policies up, again."""
-    with open("/proc/sys/net/ipv4/route/flush", "w") as f:
-        f.write("1\n")
-
-
-_CONF = "/proc/sys/net/ipv4/conf"
-
-
-def policy_bypasses(conf: str = _CONF) -> list[str]:
-    """Sysctls of this namespace under which the kernel skips xfrm policies
-    (disable_policy: arriving packets are not checked; disable_xfrm: leaving ones are not
-    transformed): cleartext could pass there unless something else drops it."""
-    out = []
-    for name in sorted(os.listdir(conf)):
-        if name in ("default", "lo"):
-            continue  # default: for interfaces made later (checked once they exist); lo
-            # has both set by the kernel itself, and nothing from another host arrives there
-        for knob in ("disable_policy", "disable_xfrm"):
-            try:
-                with open(f"{conf}/{name}/{knob}") as f:
-                    on = f.read().strip() == "1"
-            except OSError:
-                continue
-            if on:
-                out.append(f"net.ipv4.conf.{name}.{knob}")
-    return out
+        raise OSError(reply.error, f"xfrm {what} {_describe(entry)}: {_reason(reply)}")
 
 
 def sends_esp_from(local: IPv4Address) -> bool:
@@ -153,10 +122,14 @@ def esp_support() -> str | None:
             sock.close()
         if not failed:
             return None
-        reply = failed[0][1]
-        return reply.message or errno.errorcode.get(reply.error, str(reply.error))
+        return _reason(failed[0][1])
 
     return nsenter.in_scratch_netns(probe)  # OSError: no verdict (e.g. no memory for a netns)
+
+
+def _reason(reply: Reply) -> str:
+    """The kernel's words for a refusal (extended ack), else the errno's name."""
+    return reply.message or errno.errorcode.get(reply.error, str(reply.error))
 
 
 def _describe(entry: object) -> str:

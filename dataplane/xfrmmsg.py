@@ -79,7 +79,6 @@ _STATS = bytes(12)
 _AEAD = struct.Struct("=64sII")
 _REPLAY_ESN = struct.pack("=6I2I", 2, 0, 0, 0, 0, REPLAY_WINDOW, 0, 0)  # bmp_len 2: 64 bits
 
-SIZE_SELECTOR = 56
 SIZE_USERSA_INFO = 224
 SIZE_USERPOLICY_INFO = 168
 

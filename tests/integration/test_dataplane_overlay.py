@@ -18,7 +18,7 @@ import pytest
 from dataplane.layout import sandbox_path
 from dataplane.model import Desired
 from dataplane.mtu import overlay_mtu
-from dataplane.sandbox import BRIDGE_NETFILTER
+from dataplane.sysctl import BRIDGE_NETFILTER
 from tests.integration.nshelpers import wait_until
 from tests.integration.test_dataplane_overlay_lab import (
     OverlayLab,

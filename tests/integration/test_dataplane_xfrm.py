@@ -103,7 +103,7 @@ def test_nft_guard_drops_non_esp_on_the_encrypted_port() -> None:
 def test_policy_bypasses_are_found() -> None:
     """disable_policy / disable_xfrm make the kernel skip the policies that keep encrypted
     networks' traffic ESP-only; a connect refuses them when no nft guard covers it."""
-    from dataplane.xfrm import policy_bypasses
+    from dataplane.sysctl import policy_bypasses
 
     def body() -> tuple[list[str], list[str]]:
         clean = policy_bypasses()  # a fresh namespace: only lo, which the kernel exempts
