@@ -224,9 +224,13 @@ def plan_assessed(
     xfrm_early, xfrm_late, xfrm_problems = plan_xfrm(desired, observed)
     a.problems.extend(xfrm_problems)
     ops += xfrm_early
-    esp_ports = [desired.ipsec.port] if desired.ipsec is not None else []
+    ipsec = desired.ipsec
+    esp_ports = [ipsec.port] if ipsec is not None else []
     ruleset = nftables.render(a.bridges, esp_ports)
-    if nft and ruleset.fingerprint != observed.nft:
+    # held (the swarm's state unknown for a moment): the encrypted port is not known either,
+    # so the guard on it stays as it is, like the SAs
+    held = ipsec is not None and ipsec.hold
+    if nft and not held and ruleset.fingerprint != observed.nft:
         ops.append(ApplyNft(ruleset))
     if not observed.ip_forward and any(b.masquerade and not b.internal for b in a.bridges):
         ops.append(EnableIpForward())

@@ -92,6 +92,17 @@ def test_hold_keeps_the_kernel_as_it_is() -> None:
     assert len(plan_xfrm(desired(ipsec=None), working)[1][0].del_sas) == 6  # truly none
 
 
+def test_hold_leaves_the_nft_guard_alone() -> None:
+    from dataplane import nftables
+    from dataplane.model import ApplyNft
+    from dataplane.plan import plan
+
+    guarded = replace(Observed(), nft=nftables.render([], [PORT]).fingerprint)
+    assert not any(isinstance(op, ApplyNft) for op in plan(desired(ipsec=HOLD_IPSEC), guarded))
+    assert not any(isinstance(op, ApplyNft) for op in plan(desired(), guarded))
+    assert any(isinstance(op, ApplyNft) for op in plan(desired(ipsec=None), guarded))
+
+
 def test_policies_outlive_the_last_vxlan_device_on_their_port() -> None:
     d = desired()
     early, late, _ = plan_xfrm(d, Observed())
