@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import functools
 import platform
 from typing import Any
 
@@ -42,24 +40,7 @@ def _version_param(request: web.Request) -> int | None:
 # --- shapes ---------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4)
-def _tls_info(ca_pem: str) -> dict[str, str]:
-    from cryptography import x509  # only in a swarm: a daemon outside one never loads it
-    from cryptography.hazmat.primitives import serialization
-
-    cert = x509.load_pem_x509_certificate(ca_pem.encode())
-    subject = cert.subject.public_bytes()
-    public_key = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return {
-        "TrustRoot": ca_pem,
-        "CertIssuerSubject": base64.b64encode(subject).decode(),
-        "CertIssuerPublicKey": base64.b64encode(public_key).decode(),
-    }
-
-
-def _cluster_doc(c: Any) -> dict[str, Any]:
+def _cluster_doc(c: Any, tls: dict[str, str]) -> dict[str, Any]:
     """The cluster as GET /swarm and /info's Swarm.Cluster share it."""
     return {
         "ID": c.id,
@@ -67,7 +48,7 @@ def _cluster_doc(c: Any) -> dict[str, Any]:
         "CreatedAt": c.created_at,
         "UpdatedAt": c.updated_at,
         "Spec": c.spec,
-        "TLSInfo": _tls_info(c.ca_cert_pem),
+        "TLSInfo": tls,
         "RootRotationInProgress": False,
         "DefaultAddrPool": c.default_addr_pool,
         "SubnetSize": c.subnet_size,
@@ -75,13 +56,13 @@ def _cluster_doc(c: Any) -> dict[str, Any]:
     }
 
 
-def swarm_doc(state: Any) -> dict[str, Any]:
+def swarm_doc(state: Any, tls: dict[str, str]) -> dict[str, Any]:
     c = state.cluster
     tokens = {"Worker": c.worker_token, "Manager": c.manager_token}
-    return {**_cluster_doc(c), "JoinTokens": tokens}
+    return {**_cluster_doc(c, tls), "JoinTokens": tokens}
 
 
-def node_doc(svc: SwarmService, node: Any, state: Any) -> dict[str, Any]:
+def node_doc(svc: SwarmService, node: Any, state: Any, tls: dict[str, str]) -> dict[str, Any]:
     spec: dict[str, Any] = {"Labels": node.labels, "Role": node.role,
                             "Availability": node.availability}  # fmt: skip
     if node.name:
@@ -103,7 +84,7 @@ def node_doc(svc: SwarmService, node: Any, state: Any) -> dict[str, Any]:
                     {"Type": "Network", "Name": "overlay"},
                 ],
             },
-            "TLSInfo": _tls_info(state.cluster.ca_cert_pem) if state.cluster else {},
+            "TLSInfo": tls if state.cluster else {},
         },
         "Status": {"State": node.state, "Addr": node.addr},
     }
@@ -114,7 +95,7 @@ def node_doc(svc: SwarmService, node: Any, state: Any) -> dict[str, Any]:
     return doc
 
 
-def info_section(svc: SwarmService) -> dict[str, Any]:
+def info_section(svc: SwarmService, tls: dict[str, str]) -> dict[str, Any]:
     """/info's Swarm section, as dockerd fills it for each state."""
     ident = svc.identity
     doc: dict[str, Any] = {
@@ -135,7 +116,7 @@ def info_section(svc: SwarmService) -> dict[str, Any]:
     if svc.control_available and state.cluster is not None:
         doc["Nodes"] = len(state.nodes)
         doc["Managers"] = len(managers)
-        doc["Cluster"] = _cluster_doc(state.cluster)
+        doc["Cluster"] = _cluster_doc(state.cluster, tls)
     return doc
 
 
@@ -145,7 +126,7 @@ def info_section(svc: SwarmService) -> dict[str, Any]:
 async def inspect_swarm(request: web.Request) -> web.Response:
     svc = _svc(request)
     state = await svc.read()
-    return json_response(swarm_doc(state))
+    return json_response(swarm_doc(state, await svc.tls_info()))
 
 
 async def init_swarm(request: web.Request) -> web.Response:
@@ -212,14 +193,14 @@ async def unlock_swarm(request: web.Request) -> web.Response:
 async def list_nodes(request: web.Request) -> web.Response:
     svc = _svc(request)
     nodes = await svc.nodes(parse_filters(request.query.get("filters")))
-    state = svc.view()
-    return json_response([node_doc(svc, n, state) for n in nodes])
+    state, tls = svc.view(), await svc.tls_info()
+    return json_response([node_doc(svc, n, state, tls) for n in nodes])
 
 
 async def inspect_node(request: web.Request) -> web.Response:
     svc = _svc(request)
     node = await svc.node(request.match_info["id"])
-    return json_response(node_doc(svc, node, svc.view()))
+    return json_response(node_doc(svc, node, svc.view(), await svc.tls_info()))
 
 
 async def update_node(request: web.Request) -> web.Response:

@@ -99,8 +99,9 @@ def _os_release() -> tuple[str, str]:
     return fields.get("PRETTY_NAME", "Linux").strip('"'), fields.get("VERSION_ID", "").strip('"')
 
 
-def swarm_info(engine: Engine) -> dict[str, Any]:
-    return info_section(engine.swarm_service)
+async def swarm_info(engine: Engine) -> dict[str, Any]:
+    svc = engine.swarm_service
+    return info_section(svc, await svc.tls_info() if svc.control_available else {})
 
 
 async def info(request: web.Request) -> web.Response:
@@ -158,7 +159,7 @@ async def info(request: web.Request) -> web.Response:
         "ServerVersion": VERSION,
         "Runtimes": {},
         "DefaultRuntime": "",
-        "Swarm": swarm_info(engine),
+        "Swarm": await swarm_info(engine),
         "LiveRestoreEnabled": True,
         "Isolation": "",
         "InitBinary": "",

@@ -18,6 +18,7 @@ from daemon.config import Config
 from daemon.events import EventBus
 from daemon.gossip_service import GossipService
 from daemon.logs import get_logger
+from daemon.memory import release_free_memory
 from daemon.networks import Convergence, NetworkService
 from daemon.store import Store
 from daemon.swarm import SwarmService
@@ -235,3 +236,5 @@ class Engine:
                 await self.networks.converge(fresh=fresh)
             except Exception as exc:  # the safety net must never die
                 log.warning("reconcile failed", error=str(exc))
+            if fresh:
+                release_free_memory()

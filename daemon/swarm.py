@@ -191,6 +191,7 @@ class SwarmService:
         self._lock = asyncio.Lock()
         self._watch: asyncio.Task[None] | None = None
         self._renewal: tuple[bytes, dt.datetime] | None = None
+        self._tls_info: tuple[bytes, dict[str, str]] | None = None
         self._closed = False
         self._rejoin: asyncio.Task[None] | None = None
         self._fallback_view: SwarmState | None = None
@@ -379,27 +380,43 @@ class SwarmService:
     def _renew_at(self) -> dt.datetime:
         """When this node's certificate is renewed: at 50-80 % of its life (swarmkit's
         rule), picked once per certificate."""
-        from manager import ca
+        from manager import certs
 
         assert self.creds is not None
         if self._renewal is None or self._renewal[0] != self.creds.cert_pem:
-            cert = ca.load_cert(self.creds.cert_pem)
-            self._renewal = (self.creds.cert_pem, ca.renewal_time(cert, random.Random()))
+            facts = self.creds.facts()
+            self._renewal = (self.creds.cert_pem, certs.renewal_time(facts, random.Random()))
         return self._renewal[1]
 
-    async def _switch_role(self, role: str) -> None:
-        from cryptography.hazmat.primitives import serialization
+    async def tls_info(self) -> dict[str, str]:
+        """Docker's TLSInfo for this swarm's root CA, read once per CA (in a child
+        process: the daemon does not load an X.509 parser)."""
+        import base64
 
-        from manager import ca
+        from manager import ca_process
+
+        if self.creds is None:
+            return {}
+        pem = self.creds.ca_pem
+        if self._tls_info is None or self._tls_info[0] != pem:
+            subject, public_key = await ca_process.issuer_info(pem)
+            self._tls_info = (pem, {
+                "TrustRoot": pem.decode(),
+                "CertIssuerSubject": base64.b64encode(subject).decode(),
+                "CertIssuerPublicKey": base64.b64encode(public_key).decode(),
+            })  # fmt: skip
+        return self._tls_info[1]
+
+    async def _switch_role(self, role: str) -> None:
+        from manager import ca_process
         from manager.manager import Credentials
 
         assert self.identity is not None and self.agent is not None
-        key = ca.new_key()
-        csr = ca.make_csr(key).public_bytes(serialization.Encoding.PEM).decode()
+        key_pem, csr = await ca_process.new_request()
         cert = await self.agent.call({"op": "renew", "csr": csr})
         async with self._lock:
             assert self.creds is not None
-            creds = Credentials(self.creds.ca_pem, str(cert).encode(), ca.key_pem(key))
+            creds = Credentials(self.creds.ca_pem, str(cert).encode(), key_pem)
             if creds.identity().role != role:
                 return
             same = role == self.identity.role  # a renewal: same role, same raft membership
@@ -579,16 +596,13 @@ class SwarmService:
         if req.availability not in ("active", "pause", "drain"):
             raise InvalidParameter(f"invalid availability {req.availability!r}")
 
-        from manager import ca
+        from manager import ca_process, certs
         from manager.manager import Credentials
 
         now = utcnow()
         node_id, cluster_id = new_node_id(), new_node_id()
-        root = ca.RootCA.create(now)
-        key = ca.new_key()
-        cert = root.issue(ca.make_csr(key), node_id=node_id, role="manager",
-                          cluster_id=cluster_id, now=now)  # fmt: skip
-        creds = Credentials(root.pem, ca.cert_pem(cert), ca.key_pem(key))
+        minted = await ca_process.new_cluster(node_id, cluster_id, now)
+        creds = Credentials(minted.ca_cert_pem, minted.cert_pem, minted.key_pem)
         self._save_creds(creds)
         self.identity = Identity(
             node_id=node_id, role="manager", cluster_id=cluster_id,
@@ -601,13 +615,14 @@ class SwarmService:
             assert self.manager is not None
             await self.manager.wait_leader(10)
             spec = merge_spec(DEFAULT_SPEC, req.spec or {})
-            assert root.key is not None
             ts = stamp(now)
+            ca_digest = certs.digest(minted.ca_cert_pem)
             await self.manager.propose({"op": "init", "cluster": {
                 "id": cluster_id, "created_at": ts, "updated_at": ts, "spec": spec,
-                "ca_cert_pem": root.pem.decode(), "ca_key_pem": ca.key_pem(root.key).decode(),
-                "worker_token": str(tokens.generate(root.digest)),
-                "manager_token": str(tokens.generate(root.digest)),
+                "ca_cert_pem": minted.ca_cert_pem.decode(),
+                "ca_key_pem": minted.ca_key_pem.decode(),
+                "worker_token": str(tokens.generate(ca_digest)),
+                "manager_token": str(tokens.generate(ca_digest)),
                 "default_addr_pool": pools, "subnet_size": size, "data_path_port": port,
             }, "node": {
                 "id": node_id, "hostname": self.hostname, "role": "manager",
@@ -638,7 +653,6 @@ class SwarmService:
         return self.identity.node_id
 
     async def join(self, req: JoinSwarmRequest) -> None:
-        from manager import transport
         from manager.join import JoinRequest, join
         from manager.manager import Credentials
 
@@ -660,18 +674,11 @@ class SwarmService:
             for remote in req.remote_addrs:
                 host, port = _host_port(remote, SWARM_PORT)
                 try:
-                    conn = await transport.connect(host, port, transport.bootstrap_context())
-                except (OSError, TimeoutError) as exc:
-                    last = exc
-                    continue
-                try:
-                    joined = await join(conn, req.join_token, JoinRequest(
-                        self.hostname, advertise, node_id), utcnow())  # fmt: skip
+                    joined = await join(host, port, req.join_token, JoinRequest(
+                        self.hostname, advertise, node_id))  # fmt: skip
                     break
-                except (OverlaydError, OSError, ValueError) as exc:
+                except (OverlaydError, OSError, TimeoutError, ValueError) as exc:
                     last = exc
-                finally:
-                    await conn.close()
             if joined is None:
                 if isinstance(last, OverlaydError):
                     raise InvalidParameter(str(last))
@@ -745,18 +752,18 @@ class SwarmService:
         manager = self.require_manager()
         state = await manager.read()
         assert state.cluster is not None
-        from manager import ca
+        from manager import certs
 
-        root = ca.load_cert(state.cluster.ca_cert_pem.encode())
+        ca_digest = certs.digest(state.cluster.ca_cert_pem.encode())
         expiry = ((spec or {}).get("CAConfig") or {}).get("NodeCertExpiry")
         if isinstance(expiry, int) and 0 < expiry < 3_600_000_000_000:
             raise InvalidParameter("minimum certificate expiry time is 1h0m0s")
         cmd: dict[str, Any] = {"op": "cluster.update", "version": version,
                                "spec": merge_spec(DEFAULT_SPEC, spec), "now": stamp()}  # fmt: skip
         if rotate_worker:
-            cmd["worker_token"] = str(tokens.generate(ca.digest(root)))
+            cmd["worker_token"] = str(tokens.generate(ca_digest))
         if rotate_manager:
-            cmd["manager_token"] = str(tokens.generate(ca.digest(root)))
+            cmd["manager_token"] = str(tokens.generate(ca_digest))
         await manager.propose(cmd)
 
     async def nodes(self, filters: Filters) -> list[Node]:

@@ -1,16 +1,14 @@
-"""The swarm's certificate authority: root CA, node certificates, renewal timing.
+"""The swarm's certificate authority: root CA, node certificates, requests.
 
 Shaped like swarmkit's: ECDSA P-256 keys, a 20-year root, 90-day node certificates whose
-subject says who the node is (CN = node ID, OU = role, O = cluster ID), renewed at a
-random point between 50 % and 80 % of their life so a cluster's nodes don't all renew
-at once. Wall-clock time comes in as an argument: nothing here reads the clock.
+subject says who the node is (CN = node ID, OU = role, O = cluster ID). Wall-clock time
+comes in as an argument: nothing here reads the clock. The daemon runs this module in a
+child process only (ca_process.py): cryptography costs ~8 MB resident.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import random
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -18,15 +16,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from manager import certs
+from manager.certs import NODE_VALIDITY, ROLE_OU, CertificateError, NodeIdentity
+
 ROOT_VALIDITY = dt.timedelta(days=365 * 20)
-NODE_VALIDITY = dt.timedelta(days=90)
 ROOT_CN = "swarm-ca"
-ROLE_OU = {"manager": "swarm-manager", "worker": "swarm-worker"}
 BACKDATE = dt.timedelta(hours=1)  # tolerate clock skew between nodes
-
-
-class CertificateError(ValueError):
-    """A certificate or request that must not be trusted."""
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
@@ -42,7 +37,10 @@ def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def load_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
-    key = serialization.load_pem_private_key(pem, password=None)
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise CertificateError(f"not a PEM private key: {exc}") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise CertificateError("not an EC private key")
     return key
@@ -60,8 +58,7 @@ def load_cert(pem: bytes) -> x509.Certificate:
 
 
 def digest(cert: x509.Certificate) -> bytes:
-    """sha256 over the DER encoding: what a join token pins."""
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
+    return certs.digest(cert_pem(cert))
 
 
 @dataclass(frozen=True)
@@ -168,13 +165,6 @@ def make_csr(key: ec.EllipticCurvePrivateKey) -> x509.CertificateSigningRequest:
     )
 
 
-@dataclass(frozen=True)
-class NodeIdentity:
-    node_id: str
-    role: str
-    cluster_id: str
-
-
 def identity_of(cert: x509.Certificate, root: x509.Certificate, now: dt.datetime) -> NodeIdentity:
     """Who a peer's certificate says it is, after checking it was issued by our root
     and is valid now. TLS already checked the chain; this reads and re-checks the facts
@@ -199,9 +189,3 @@ def identity_of(cert: x509.Certificate, root: x509.Certificate, now: dt.datetime
     if ou not in roles:
         raise CertificateError(f"unknown role {ou!r} in certificate")
     return NodeIdentity(one(NameOID.COMMON_NAME), roles[ou], one(NameOID.ORGANIZATION_NAME))
-
-
-def renewal_time(cert: x509.Certificate, rng: random.Random) -> dt.datetime:
-    """A random moment between 50 % and 80 % of the certificate's life."""
-    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return start + (end - start) * rng.uniform(0.5, 0.8)

@@ -1,9 +1,10 @@
 """Joining a swarm: trust the manager only through the token, then get a certificate.
 
 1. The joiner connects without a certificate (transport.bootstrap_context) and asks for
-   the root CA. It accepts that CA only if its digest is the one in the token, and the
-   manager's own certificate only if that CA issued it: no trust on first use.
-2. It sends the token and a certificate request. The manager checks the token's secret
+   the root CA. It accepts that CA only if its digest is the one in the token.
+2. It connects again, now verifying the manager's certificate against that CA: no trust
+   on first use, and the token goes to a manager of that swarm only. There it sends the
+   token and a certificate request (made meanwhile, in a child process: ca_process.py). The manager checks the token's secret
    against the current worker and manager tokens (constant time); the token that matches
    decides the role. A wrong or rotated token gets one error and learns nothing about the
    cluster. Otherwise the manager registers the node (through raft, by the callback) and
@@ -14,16 +15,16 @@ Messages are JSON objects in transport frames.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
-from manager import ca, tokens
+from manager import ca_process, certs, tokens, transport
 from manager.errors import InvalidParameter, OverlaydError
 from manager.ids import new_node_id
 from manager.transport import Connection
@@ -59,40 +60,48 @@ async def _ask(conn: Connection, message: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
-async def join(conn: Connection, token_text: str, req: JoinRequest, now: dt.datetime) -> Joined:
-    """The joiner's side, over a connection made with transport.bootstrap_context()."""
+async def join(host: str, port: int, token_text: str, req: JoinRequest) -> Joined:
+    """The joiner's side. OSError/TimeoutError: the manager could not be reached."""
     token = tokens.parse(token_text)
-    reply = await _ask(conn, {"type": "root_ca"})
-    root = ca.load_cert(str(reply["ca"]).encode())
-    if not token.matches_ca(ca.digest(root)):
-        raise InvalidParameter("remote CA does not match fingerprint. Expected: " + token.ca_digest)
-    if conn.server_cert is None:
-        raise InvalidParameter("the manager presented no certificate")
-    server = ca.identity_of(conn.server_cert, root, now)  # issued by that very CA
-    if server.role != "manager":
-        raise InvalidParameter("the node reached is not a swarm manager")
-    key = ca.new_key()
-    csr = ca.make_csr(key).public_bytes(serialization.Encoding.PEM).decode()
-    reply = await _ask(
-        conn,
-        {
-            "type": "join",
-            "token": token_text,
-            "csr": csr,
-            "hostname": req.hostname,
-            "advertise_addr": req.advertise_addr,
-            "node_id": req.node_id,
-        },
-    )
-    cert = ca.load_cert(str(reply["cert"]).encode())
-    me = ca.identity_of(cert, root, now)
+    request = asyncio.create_task(ca_process.new_request())  # ~50 ms, while we connect
+    try:
+        conn = await transport.connect(host, port, transport.bootstrap_context())
+        try:
+            ca_pem = str((await _ask(conn, {"type": "root_ca"}))["ca"]).encode()
+        finally:
+            await conn.close()
+        if not token.matches_ca(certs.digest(ca_pem)):
+            raise InvalidParameter(
+                "remote CA does not match fingerprint. Expected: " + token.ca_digest
+            )
+        try:
+            conn = await transport.connect(host, port, transport.verifying_context(ca_pem))
+        except ssl.SSLError as exc:
+            raise InvalidParameter(f"the manager's certificate is not from that CA: {exc}") from exc
+        try:
+            if conn.server is None or conn.server.role != "manager":
+                raise InvalidParameter("the node reached is not a swarm manager")
+            key_pem, csr = await request
+            reply = await _ask(conn, {
+                "type": "join", "token": token_text, "csr": csr, "hostname": req.hostname,
+                "advertise_addr": req.advertise_addr, "node_id": req.node_id,
+            })  # fmt: skip
+        finally:
+            await conn.close()
+    finally:
+        if not request.done():
+            request.cancel()
+        with contextlib.suppress(BaseException):
+            await request
+    cert_pem = str(reply["cert"]).encode()
+    me = transport.certificate_facts(ca_pem, cert_pem, key_pem).identity
     return Joined(
         node_id=me.node_id,
         role=me.role,
         cluster_id=me.cluster_id,
-        ca_pem=ca.cert_pem(root),
-        cert_pem=ca.cert_pem(cert),
-        key_pem=ca.key_pem(key),
+        ca_pem=ca_pem,
+        cert_pem=cert_pem,
+        key_pem=key_pem,
         managers=list(reply.get("managers", [])),
     )
 
@@ -105,19 +114,20 @@ class JoinService:
     """The manager's side. `tokens()` returns the current (worker, manager) tokens;
     `register(node_id, role, request)` commits the node and returns manager addresses."""
 
-    root: ca.RootCA
+    ca_cert_pem: bytes
+    ca_key_pem: bytes
     cluster_id: str
     current_tokens: Callable[[], tuple[str, str]]
     register: Register
     now: Callable[[], dt.datetime]
-    validity: Callable[[], dt.timedelta] = lambda: ca.NODE_VALIDITY
+    validity: Callable[[], dt.timedelta] = lambda: certs.NODE_VALIDITY
 
     def role_for(self, token_text: str) -> str | None:
         try:
             token = tokens.parse(token_text)
         except tokens.TokenError:
             return None
-        if not token.matches_ca(self.root.digest):
+        if not token.matches_ca(certs.digest(self.ca_cert_pem)):
             return None
         worker, manager = (tokens.parse(t) for t in self.current_tokens())
         # Compare against both so the time taken does not tell which one matched.
@@ -135,7 +145,7 @@ class JoinService:
                 return
             kind = message.get("type")
             if kind == "root_ca":
-                await conn.send(json.dumps({"ca": self.root.pem.decode()}).encode())
+                await conn.send(json.dumps({"ca": self.ca_cert_pem.decode()}).encode())
             elif kind == "join":
                 await conn.send(json.dumps(await self._join(message)).encode())
                 return
@@ -147,10 +157,6 @@ class JoinService:
         role = self.role_for(str(message.get("token", "")))
         if role is None:
             return {"error": INVALID_TOKEN}
-        try:
-            csr = x509.load_pem_x509_csr(str(message.get("csr", "")).encode())
-        except ValueError:
-            return {"error": "invalid certificate request"}
         node_id = str(message.get("node_id") or new_node_id())
         req = JoinRequest(
             hostname=str(message.get("hostname", ""))[:255],
@@ -158,14 +164,15 @@ class JoinService:
             node_id=node_id,
         )
         try:
-            cert = self.root.issue(
-                csr, node_id=node_id, role=role, cluster_id=self.cluster_id, now=self.now(),
+            cert = await ca_process.issue(
+                self.ca_cert_pem, self.ca_key_pem, str(message.get("csr", "")),
+                node_id=node_id, role=role, cluster_id=self.cluster_id, now=self.now(),
                 validity=self.validity(),
             )  # fmt: skip
-        except ca.CertificateError as exc:
-            return {"error": str(exc)}
+        except certs.CertificateError as exc:
+            return {"error": f"invalid certificate request: {exc}"}
         try:
             managers = await self.register(node_id, role, req)
         except OverlaydError as exc:
             return {"error": str(exc)}
-        return {"cert": ca.cert_pem(cert).decode(), "managers": managers}
+        return {"cert": cert.decode(), "managers": managers}

@@ -22,9 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
-from manager import ca, rpc, transport, wire
+from manager import ca_process, certs, rpc, transport, wire
 from manager.errors import Forbidden, InvalidParameter, NotFound, Unavailable
 from manager.ids import raft_id_of
 from manager.join import JoinRequest, JoinService
@@ -51,12 +49,11 @@ class Credentials:
     cert_pem: bytes
     key_pem: bytes
 
-    @property
-    def root(self) -> x509.Certificate:
-        return ca.load_cert(self.ca_pem)
+    def facts(self) -> certs.CertFacts:
+        return transport.certificate_facts(self.ca_pem, self.cert_pem, self.key_pem)
 
-    def identity(self) -> ca.NodeIdentity:
-        return ca.identity_of(ca.load_cert(self.cert_pem), self.root, utcnow())
+    def identity(self) -> certs.NodeIdentity:
+        return self.facts().identity
 
     def client_context(self) -> Any:
         return transport.client_context(self.ca_pem, self.cert_pem, self.key_pem)
@@ -118,7 +115,7 @@ class Manager:
     async def start(self) -> None:
         ctx = transport.server_context(self.creds.ca_pem, self.creds.cert_pem, self.creds.key_pem)
         self._server = await transport.serve(
-            self.listen[0], self.listen[1], ctx, self.creds.root, self._handle, utcnow
+            self.listen[0], self.listen[1], ctx, self._handle
         )
         self.node.start()
         self._tasks.append(asyncio.create_task(self._leader_duties(), name="leader-duties"))
@@ -315,15 +312,13 @@ class Manager:
         cluster = self.state.cluster
         if cluster is None:
             raise FrameError("not initialised yet")
-        root = ca.RootCA(ca.load_cert(cluster.ca_cert_pem.encode()),
-                         ca.load_key(cluster.ca_key_pem.encode()))  # fmt: skip
-
         def current() -> tuple[str, str]:
             c = self.state.cluster
             assert c is not None
             return c.worker_token, c.manager_token
 
-        return JoinService(root, cluster.id, current, self._register, utcnow,
+        return JoinService(cluster.ca_cert_pem.encode(), cluster.ca_key_pem.encode(), cluster.id,
+                           current, self._register, utcnow,
                            validity=lambda: node_validity(self.state))  # fmt: skip
 
     async def _register(self, node_id: str, role: str, req: JoinRequest) -> list[str]:
@@ -339,7 +334,7 @@ class Manager:
         }})  # fmt: skip
         return self.manager_addrs()
 
-    async def _call(self, peer: ca.NodeIdentity, req: dict[str, Any]) -> Any:
+    async def _call(self, peer: certs.NodeIdentity, req: dict[str, Any]) -> Any:
         op = req.get("op")
         if op == "propose":
             cmd = req.get("cmd")
@@ -356,7 +351,7 @@ class Manager:
         if op == "raft.join":
             return await self._add_voter(peer, str(req.get("addr", "")))
         if op == "renew":
-            return self._renew(peer, str(req.get("csr", "")))
+            return await self._renew(peer, str(req.get("csr", "")))
         if op == "leader":
             return self.leader_addr()
         raise InvalidParameter(f"unknown call {op!r}")
@@ -384,7 +379,7 @@ class Manager:
             if mac is not None and not isinstance(mac, str):
                 raise InvalidParameter("invalid MAC address")
 
-    async def _add_voter(self, peer: ca.NodeIdentity, addr: str) -> bool:
+    async def _add_voter(self, peer: certs.NodeIdentity, addr: str) -> bool:
         if not self.node.is_leader:
             raise NotLeader(self.node.leader)
         node = self.state.nodes.get(peer.node_id)
@@ -405,21 +400,21 @@ class Manager:
             await asyncio.sleep(0.1)
         return True
 
-    def _renew(self, peer: ca.NodeIdentity, csr_pem: str) -> str:
+    async def _renew(self, peer: certs.NodeIdentity, csr_pem: str) -> str:
         """A certificate for the role the cluster now gives the node (promote/demote)."""
         cluster = self.state.cluster
         node = self.state.nodes.get(peer.node_id)
         if cluster is None or node is None:
             raise Forbidden("node not part of the swarm")
-        root = ca.RootCA(ca.load_cert(cluster.ca_cert_pem.encode()),
-                         ca.load_key(cluster.ca_key_pem.encode()))  # fmt: skip
         try:
-            csr = x509.load_pem_x509_csr(csr_pem.encode())
-            cert = root.issue(csr, node_id=node.id, role=node.role, cluster_id=cluster.id,
-                              now=utcnow(), validity=node_validity(self.state))  # fmt: skip
-        except (ValueError, ca.CertificateError) as exc:
+            cert = await ca_process.issue(
+                cluster.ca_cert_pem.encode(), cluster.ca_key_pem.encode(), csr_pem,
+                node_id=node.id, role=node.role, cluster_id=cluster.id, now=utcnow(),
+                validity=node_validity(self.state),
+            )  # fmt: skip
+        except certs.CertificateError as exc:
             raise InvalidParameter(f"invalid certificate request: {exc}") from exc
-        return ca.cert_pem(cert).decode()
+        return cert.decode()
 
     # --- sessions (leader) ---------------------------------------------------------------
 
@@ -543,7 +538,7 @@ def node_validity(state: SwarmState) -> dt.timedelta:
     spec = state.cluster.spec if state.cluster is not None else {}
     ns = (spec.get("CAConfig") or {}).get("NodeCertExpiry") or 0
     if not isinstance(ns, int) or ns <= 0:
-        return ca.NODE_VALIDITY
+        return certs.NODE_VALIDITY
     return max(dt.timedelta(microseconds=ns // 1000), MIN_CERT_EXPIRY)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import asyncio.sslproto
 import contextlib
-import datetime as dt
 import logging
 import ssl
 import struct
@@ -23,9 +22,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from cryptography import x509
-
-from manager import ca
+from manager import certs
 
 log = logging.getLogger("overlayd.manager")
 
@@ -74,6 +71,42 @@ def client_context(ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> ssl.SSLCon
     return ctx
 
 
+def verifying_context(ca_pem: bytes) -> ssl.SSLContext:
+    """A joiner that has checked the CA against its token: verify the server against it,
+    show no certificate (it has none yet)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = False
+    ctx.load_verify_locations(cadata=ca_pem.decode())
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def certificate_facts(ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> certs.CertFacts:
+    """Our own certificate as a peer sees it: a TLS handshake in memory between our server
+    context and a client that trusts only `ca_pem`. OpenSSL checks what it checks for any
+    peer (issued by that CA, valid now, the key matches) and decodes the subject."""
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    try:
+        server = server_context(ca_pem, cert_pem, key_pem).wrap_bio(
+            to_server, to_client, server_side=True
+        )
+        client = verifying_context(ca_pem).wrap_bio(to_client, to_server)
+        pending = [client, server]
+        for _ in range(8):  # TLS 1.3 needs two round trips, 1.2 three
+            for side in list(pending):
+                try:
+                    side.do_handshake()
+                    pending.remove(side)
+                except ssl.SSLWantReadError:
+                    pass
+            if not pending:
+                return certs.facts_from_peercert(client.getpeercert())
+    except ssl.SSLError as exc:
+        raise certs.CertificateError(f"certificate not usable with this swarm's CA: {exc}") from exc
+    raise certs.CertificateError("certificate check did not complete")
+
+
 def bootstrap_context() -> ssl.SSLContext:
     """A joiner that trusts nothing yet: encryption now, trust after the token's CA
     digest has been checked against what the server sends (join.py)."""
@@ -91,13 +124,13 @@ class Connection:
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        peer: ca.NodeIdentity | None,
-        server_cert: x509.Certificate | None = None,
+        peer: certs.NodeIdentity | None,
+        server: certs.NodeIdentity | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self.peer = peer
-        self.server_cert = server_cert  # client side: what the server presented
+        self.server = server  # client side: who the server is, if its certificate was verified
 
     async def send(self, payload: bytes) -> None:
         if len(payload) > MAX_FRAME:
@@ -121,10 +154,12 @@ class Connection:
             await self._writer.wait_closed()
 
 
-def _peer_certificate(writer: asyncio.StreamWriter) -> x509.Certificate | None:
+def _peer_identity(writer: asyncio.StreamWriter) -> certs.NodeIdentity | None:
+    """Who the verified peer is; None if it showed no certificate or was not verified
+    (a joiner, or our side of a bootstrap connection)."""
     sslobj = writer.get_extra_info("ssl_object")
-    der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
-    return x509.load_der_x509_certificate(der) if der else None
+    cert = sslobj.getpeercert() if sslobj is not None else None
+    return certs.identity_from_peercert(cert) if cert else None
 
 
 Handler = Callable[[Connection], Awaitable[None]]
@@ -134,20 +169,16 @@ async def serve(
     host: str,
     port: int,
     ctx: ssl.SSLContext,
-    root: x509.Certificate,
     handler: Handler,
-    now: Callable[[], dt.datetime],
 ) -> asyncio.Server:
     """Accept connections; each runs `handler` until it returns or the peer misbehaves."""
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = None
         try:
-            cert = _peer_certificate(writer)
-            peer = ca.identity_of(cert, root, now()) if cert is not None else None
-            conn = Connection(reader, writer, peer)
+            conn = Connection(reader, writer, _peer_identity(writer))
             await handler(conn)
-        except (FrameError, ca.CertificateError, ConnectionError, ssl.SSLError, OSError):
+        except (FrameError, certs.CertificateError, ConnectionError, ssl.SSLError, OSError):
             pass  # one bad peer costs one connection
         except Exception as exc:  # a handler bug costs one connection, not the listener
             log.error("swarm connection handler failed: %r", exc)
@@ -165,4 +196,4 @@ async def connect(host: str, port: int, ctx: ssl.SSLContext, timeout: float = 5.
     # completion, and a caller being stopped would then carry on (e.g. a session loop).
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(host, port, ssl=ctx)
-    return Connection(reader, writer, None, _peer_certificate(writer))
+    return Connection(reader, writer, None, _peer_identity(writer))

@@ -1,9 +1,11 @@
 import datetime as dt
+import hashlib
 import random
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
-from manager import ca, tokens
+from manager import ca, certs, tokens
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
@@ -52,9 +54,11 @@ def test_renewal_between_50_and_80_percent() -> None:
         ca.make_csr(ca.new_key()), node_id="n", role="worker", cluster_id="c", now=NOW
     )
     life = cert.not_valid_after_utc - cert.not_valid_before_utc
+    facts = certs.CertFacts(certs.NodeIdentity("n", "worker", "c"),
+                            cert.not_valid_before_utc, cert.not_valid_after_utc)  # fmt: skip
     rng = random.Random(7)
     for _ in range(100):
-        at = ca.renewal_time(cert, rng)
+        at = certs.renewal_time(facts, rng)
         frac = (at - cert.not_valid_before_utc) / life
         assert 0.5 <= frac <= 0.8
 
@@ -88,3 +92,27 @@ def test_base36_round_trip() -> None:
     for n in (0, 1, 35, 36, 2**128 - 1):
         data = n.to_bytes(16, "big")
         assert tokens.from_base36(tokens.base36(data, 25)) == n
+
+
+def test_identity_from_a_verified_peer_certificate() -> None:
+    """ssl's decoded form of a verified certificate: exactly one CN, OU and O."""
+    subject = ((("commonName", "n1"),), (("organizationalUnitName", "swarm-worker"),),
+               (("organizationName", "cl"),))  # fmt: skip
+    assert certs.identity_from_peercert({"subject": subject}) == certs.NodeIdentity(
+        "n1", "worker", "cl"
+    )
+    with pytest.raises(certs.CertificateError, match="unknown role"):
+        wrong_ou = (subject[0], (("organizationalUnitName", "swarm-admin"),), subject[2])
+        certs.identity_from_peercert({"subject": wrong_ou})
+    with pytest.raises(certs.CertificateError, match="not a swarm node's"):
+        certs.identity_from_peercert({"subject": (*subject, (("commonName", "n2"),))})
+    with pytest.raises(certs.CertificateError, match="not a swarm node's"):
+        certs.identity_from_peercert({"subject": subject[1:]})
+
+
+def test_digest_is_over_der_and_rejects_junk() -> None:
+    root = ca.RootCA.create(NOW)
+    der = root.cert.public_bytes(serialization.Encoding.DER)
+    assert certs.digest(root.pem) == hashlib.sha256(der).digest()
+    with pytest.raises(certs.CertificateError):
+        certs.digest(b"not a certificate")

@@ -4,10 +4,11 @@ token learns nothing."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
-from manager import ca, join, tokens, transport
+from manager import ca, certs, join, tokens, transport
 from manager.errors import InvalidParameter
 
 NOW = dt.datetime.now(dt.UTC)
@@ -29,15 +30,16 @@ async def manager_side():  # type: ignore[no-untyped-def]
         return ["127.0.0.1:2377"]
 
     service = join.JoinService(
-        root, "cl", lambda: (toks["worker"], toks["manager"]), register, lambda: NOW
-    )
+        root.pem, ca.key_pem(root.key), "cl", lambda: (toks["worker"], toks["manager"]),
+        register, lambda: NOW,
+    )  # fmt: skip
 
     async def handler(conn: transport.Connection) -> None:
         if conn.peer is None:
             await service.handle(conn)
 
     ctx = transport.server_context(root.pem, ca.cert_pem(cert), ca.key_pem(key))
-    server = await transport.serve("127.0.0.1", 0, ctx, root.cert, handler, lambda: NOW)
+    server = await transport.serve("127.0.0.1", 0, ctx, handler)
     port = server.sockets[0].getsockname()[1]
     try:
         yield port, toks, registered, root
@@ -47,11 +49,7 @@ async def manager_side():  # type: ignore[no-untyped-def]
 
 
 async def _join(port: int, token: str) -> join.Joined:
-    conn = await transport.connect("127.0.0.1", port, transport.bootstrap_context())
-    try:
-        return await join.join(conn, token, join.JoinRequest("host2", "192.0.2.2", ""), NOW)
-    finally:
-        await conn.close()
+    return await join.join("127.0.0.1", port, token, join.JoinRequest("host2", "192.0.2.2", ""))
 
 
 async def test_worker_and_manager_tokens_give_their_roles(manager_side) -> None:  # type: ignore[no-untyped-def]
@@ -61,6 +59,9 @@ async def test_worker_and_manager_tokens_give_their_roles(manager_side) -> None:
     assert (w.role, m.role) == ("worker", "manager")
     assert w.cluster_id == "cl" and len(w.node_id) == 25 and w.node_id != m.node_id
     assert ca.identity_of(ca.load_cert(w.cert_pem), root.cert, NOW).node_id == w.node_id
+    assert transport.certificate_facts(root.pem, w.cert_pem, w.key_pem).identity == (
+        certs.NodeIdentity(w.node_id, "worker", "cl")
+    )
     assert [r[1:] for r in registered] == [("worker", "host2"), ("manager", "host2")]
     assert w.managers == ["127.0.0.1:2377"]
     # The new identity works on the member transport right away.
@@ -95,3 +96,40 @@ async def test_anonymous_peer_may_not_do_anything_else(manager_side) -> None:  #
     await conn.send(b'{"type": "raft", "msg": "vote for me"}')
     assert b"not allowed before joining" in await conn.recv()
     await conn.close()
+
+
+async def test_impostor_with_the_real_ca_but_not_its_certificate_never_sees_the_token(manager_side) -> None:  # type: ignore[no-untyped-def]
+    """An impostor can hand out the swarm's (public) CA certificate, but cannot show a
+    certificate that CA issued: the joiner stops before sending its token."""
+    _, toks, _, root = manager_side
+    other = ca.RootCA.create(NOW)
+    key = ca.new_key()
+    fake = other.issue(ca.make_csr(key), node_id="m9", role="manager", cluster_id="cl", now=NOW)
+    received: list[bytes] = []
+
+    async def handler(conn: transport.Connection) -> None:
+        while True:
+            frame = await conn.recv()
+            received.append(frame)
+            await conn.send(b'{"ca": %s}' % json.dumps(root.pem.decode()).encode())
+
+    ctx = transport.server_context(other.pem, ca.cert_pem(fake), ca.key_pem(key))
+    server = await transport.serve("127.0.0.1", 0, ctx, handler)
+    try:
+        with pytest.raises(InvalidParameter, match="not from that CA"):
+            await _join(server.sockets[0].getsockname()[1], toks["worker"])
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert received == [b'{"type": "root_ca"}']
+
+
+async def test_malformed_certificate_request_is_refused_and_nothing_registered(manager_side) -> None:  # type: ignore[no-untyped-def]
+    port, toks, registered, root = manager_side
+    conn = await transport.connect("127.0.0.1", port, transport.verifying_context(root.pem))
+    await conn.send(json.dumps({"type": "join", "token": toks["worker"], "csr": "junk",
+                                "hostname": "h", "advertise_addr": "192.0.2.9"}).encode())  # fmt: skip
+    reply = json.loads(await conn.recv())
+    await conn.close()
+    assert reply == {"error": "invalid certificate request: not a PEM certificate request"}
+    assert registered == []

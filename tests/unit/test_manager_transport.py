@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from manager import ca, transport
+from manager import ca, certs, transport
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -25,7 +25,7 @@ def member(root: ca.RootCA, node_id: str, role: str = "manager") -> tuple[bytes,
 async def echo_server():  # type: ignore[no-untyped-def]
     root = ca.RootCA.create(NOW)
     cert, key = member(root, "srv")
-    seen: list[ca.NodeIdentity | None] = []
+    seen: list[certs.NodeIdentity | None] = []
 
     async def handler(conn: transport.Connection) -> None:
         seen.append(conn.peer)
@@ -34,9 +34,8 @@ async def echo_server():  # type: ignore[no-untyped-def]
             await conn.send(frame.upper())
 
     server = await transport.serve(
-        "127.0.0.1", 0, transport.server_context(root.pem, cert, key), root.cert, handler,
-        lambda: dt.datetime.now(dt.UTC),
-    )  # fmt: skip
+        "127.0.0.1", 0, transport.server_context(root.pem, cert, key), handler
+    )
     port = server.sockets[0].getsockname()[1]
     try:
         yield root, port, seen
@@ -51,8 +50,8 @@ async def test_members_know_each_other(echo_server) -> None:  # type: ignore[no-
     conn = await transport.connect("127.0.0.1", port, transport.client_context(root.pem, cert, key))
     await conn.send(b"hello")
     assert await conn.recv() == b"HELLO"
-    assert seen == [ca.NodeIdentity("w1", "worker", "cl")]
-    assert ca.identity_of(conn.server_cert, root.cert, NOW).node_id == "srv"
+    assert seen == [certs.NodeIdentity("w1", "worker", "cl")]
+    assert conn.server == certs.NodeIdentity("srv", "manager", "cl")
     await conn.close()
 
 
@@ -69,14 +68,47 @@ async def test_frames_larger_than_the_tls_read_buffer_arrive_whole(echo_server) 
 
 
 async def test_joiner_without_certificate_is_anonymous(echo_server) -> None:  # type: ignore[no-untyped-def]
-    _, port, seen = echo_server
+    root, port, seen = echo_server
     conn = await transport.connect("127.0.0.1", port, transport.bootstrap_context())
     await conn.send(b"join")
     assert await conn.recv() == b"JOIN"
     assert seen == [None]
-    # The joiner can check the server against a token's digest only after the fact.
-    assert conn.server_cert is not None
+    assert conn.server is None  # nothing verified: the joiner trusts no one yet
     await conn.close()
+    # Once it has the CA (checked against its token), it verifies the server.
+    conn = await transport.connect("127.0.0.1", port, transport.verifying_context(root.pem))
+    assert conn.server == certs.NodeIdentity("srv", "manager", "cl")
+    await conn.close()
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await transport.connect(
+            "127.0.0.1", port, transport.verifying_context(ca.RootCA.create(NOW).pem)
+        )
+
+
+async def test_expired_member_certificate_is_refused(echo_server) -> None:  # type: ignore[no-untyped-def]
+    root, port, seen = echo_server
+    key = ca.new_key()
+    old = root.issue(ca.make_csr(key), node_id="w9", role="worker", cluster_id="cl",
+                     now=NOW - dt.timedelta(days=120))  # fmt: skip
+    ctx = transport.client_context(root.pem, ca.cert_pem(old), ca.key_pem(key))
+    with pytest.raises((ssl.SSLError, ConnectionError, transport.FrameError)):
+        conn = await transport.connect("127.0.0.1", port, ctx)
+        await conn.send(b"x")
+        await conn.recv()
+    assert seen == []
+
+
+def test_certificate_facts_are_what_a_peer_would_verify() -> None:
+    root = ca.RootCA.create(NOW)
+    cert, key = member(root, "n1", "worker")
+    facts = transport.certificate_facts(root.pem, cert, key)
+    assert facts.identity == certs.NodeIdentity("n1", "worker", "cl")
+    assert facts.not_before <= NOW < facts.not_after
+    assert facts.not_after - facts.not_before == certs.NODE_VALIDITY + ca.BACKDATE
+    with pytest.raises(certs.CertificateError, match="signature failure"):
+        transport.certificate_facts(ca.RootCA.create(NOW).pem, cert, key)
+    with pytest.raises(certs.CertificateError, match="key values mismatch"):
+        transport.certificate_facts(root.pem, cert, ca.key_pem(ca.new_key()))
 
 
 async def test_foreign_certificate_is_refused(echo_server) -> None:  # type: ignore[no-untyped-def]

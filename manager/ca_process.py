@@ -1,0 +1,155 @@
+"""Certificate work (keys, requests, signatures) in a short-lived child process.
+
+cryptography's Rust extension carries its own OpenSSL: once imported it keeps ~8 MB
+resident for the rest of the daemon's life, for work done at init, join and renewal only.
+So that work runs in `python -m manager.ca_process` (one JSON request on stdin, one JSON
+reply on stdout, ~50 ms), and the daemon reads certificates with the standard library's
+ssl alone (certs.py). Keys travel through the pipe, never through argv or files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sys
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from manager.certs import CertificateError
+
+TIMEOUT = 30.0
+# A burst of joins must not start a child (~27 MB each) per join at once.
+_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@dataclass(frozen=True)
+class Minted:
+    """A new cluster's root and its first (manager) node's credentials."""
+
+    ca_cert_pem: bytes
+    ca_key_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+
+
+async def _run(op: str, **args: Any) -> dict[str, Any]:
+    request = json.dumps({"op": op, **args}).encode()
+    slots = _SLOTS.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(2))
+    async with slots:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "manager.ca_process",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                out, err = await proc.communicate(request)
+        except BaseException:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            raise
+    try:
+        reply = json.loads(out)
+    except ValueError:
+        reply = None
+    if not isinstance(reply, dict):
+        tail = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+        raise CertificateError(f"certificate helper failed: {tail[0]}")
+    if "error" in reply:
+        raise CertificateError(str(reply["error"]))
+    return reply
+
+
+async def new_cluster(node_id: str, cluster_id: str, now: dt.datetime) -> Minted:
+    r = await _run("new_cluster", node_id=node_id, cluster_id=cluster_id, now=now.isoformat())
+    return Minted(*(r[k].encode() for k in ("ca_cert", "ca_key", "cert", "key")))
+
+
+async def new_request() -> tuple[bytes, str]:
+    """A fresh private key and a certificate request for it: (key PEM, CSR PEM)."""
+    r = await _run("new_request")
+    return r["key"].encode(), r["csr"]
+
+
+async def issue(
+    ca_cert_pem: bytes, ca_key_pem: bytes, csr_pem: str, *, node_id: str, role: str,
+    cluster_id: str, now: dt.datetime, validity: dt.timedelta,
+) -> bytes:  # fmt: skip
+    r = await _run(
+        "issue", ca_cert=ca_cert_pem.decode(), ca_key=ca_key_pem.decode(), csr=csr_pem,
+        node_id=node_id, role=role, cluster_id=cluster_id, now=now.isoformat(),
+        validity=validity.total_seconds(),
+    )  # fmt: skip
+    return r["cert"].encode()
+
+
+async def issuer_info(ca_cert_pem: bytes) -> tuple[bytes, bytes]:
+    """The root's subject and public key (DER), as Docker's TLSInfo shows them."""
+    import base64
+
+    r = await _run("issuer_info", ca_cert=ca_cert_pem.decode())
+    return base64.b64decode(r["subject"]), base64.b64decode(r["public_key"])
+
+
+# --- the child ---------------------------------------------------------------------------
+
+
+def _serve(req: dict[str, Any]) -> dict[str, Any]:
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from manager import ca
+
+    op = req.get("op")
+    if op == "new_cluster":
+        now = dt.datetime.fromisoformat(req["now"])
+        root = ca.RootCA.create(now)
+        key = ca.new_key()
+        cert = root.issue(ca.make_csr(key), node_id=req["node_id"], role="manager",
+                          cluster_id=req["cluster_id"], now=now)  # fmt: skip
+        assert root.key is not None
+        return {"ca_cert": root.pem.decode(), "ca_key": ca.key_pem(root.key).decode(),
+                "cert": ca.cert_pem(cert).decode(), "key": ca.key_pem(key).decode()}  # fmt: skip
+    if op == "new_request":
+        key = ca.new_key()
+        csr = ca.make_csr(key).public_bytes(serialization.Encoding.PEM)
+        return {"key": ca.key_pem(key).decode(), "csr": csr.decode()}
+    if op == "issue":
+        root = ca.RootCA(ca.load_cert(req["ca_cert"].encode()), ca.load_key(req["ca_key"].encode()))
+        try:
+            csr = x509.load_pem_x509_csr(str(req["csr"]).encode())
+        except ValueError as exc:
+            raise ca.CertificateError("not a PEM certificate request") from exc
+        cert = root.issue(
+            csr, node_id=req["node_id"], role=req["role"], cluster_id=req["cluster_id"],
+            now=dt.datetime.fromisoformat(req["now"]),
+            validity=dt.timedelta(seconds=float(req["validity"])),
+        )  # fmt: skip
+        return {"cert": ca.cert_pem(cert).decode()}
+    if op == "issuer_info":
+        cert = ca.load_cert(req["ca_cert"].encode())
+        spki = cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return {"subject": base64.b64encode(cert.subject.public_bytes()).decode(),
+                "public_key": base64.b64encode(spki).decode()}  # fmt: skip
+    raise ca.CertificateError(f"unknown operation {op!r}")
+
+
+def main() -> None:
+    try:
+        reply = _serve(json.loads(sys.stdin.buffer.read()))
+    except (CertificateError, ValueError, KeyError, TypeError) as exc:
+        reply = {"error": str(exc) if isinstance(exc, CertificateError) else repr(exc)}
+    sys.stdout.write(json.dumps(reply))
+
+
+if __name__ == "__main__":
+    main()
