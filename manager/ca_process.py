@@ -10,8 +10,10 @@ ssl alone (certs.py). Keys travel through the pipe, never through argv or files.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
+import os
 import sys
 import weakref
 from dataclasses import dataclass
@@ -36,30 +38,89 @@ class Minted:
     key_pem: bytes
 
 
-async def _run(op: str, **args: Any) -> dict[str, Any]:
-    request = json.dumps({"op": op, **args}).encode()
-    slots = _SLOTS.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(2))
-    async with slots:
-        proc = await asyncio.create_subprocess_exec(
+class _Child:
+    """One child process: it loads cryptography at once, then serves one request."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def spawn(cls) -> _Child:
+        return cls(await asyncio.create_subprocess_exec(
             sys.executable, "-m", "manager.ca_process",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        ))  # fmt: skip
+
+    async def run(self, request: bytes) -> dict[str, Any]:
+        proc = self.proc
         try:
             async with asyncio.timeout(TIMEOUT):
                 out, err = await proc.communicate(request)
         except BaseException:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await self.discard()
             raise
-    try:
-        reply = json.loads(out)
-    except ValueError:
-        reply = None
-    if not isinstance(reply, dict):
-        tail = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
-        raise CertificateError(f"certificate helper failed: {tail[0]}")
+        try:
+            reply = json.loads(out)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
+            lines = err.decode(errors="replace").strip().splitlines()
+            raise CertificateError(
+                f"certificate helper failed: {lines[-1] if lines else f'exit {proc.returncode}'}"
+            )
+        return reply
+
+    async def discard(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+        await self.proc.wait()
+
+
+@dataclass
+class _Warm:
+    child: asyncio.Task[_Child]
+    expiry: asyncio.TimerHandle
+
+
+WARM_FOR = 5.0  # seconds a prepared child waits for its request
+_WARM: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Warm] = weakref.WeakKeyDictionary()
+
+
+def prepare() -> None:
+    """Work is probably coming (a joiner asked for the root CA and will send its request
+    in ~50 ms): start a child now, so that signing then costs a pipe round trip instead of
+    a process start. At most one waits; unused, it goes after WARM_FOR seconds."""
+    loop = asyncio.get_running_loop()
+    if loop in _WARM:
+        return
+    task = loop.create_task(_Child.spawn())
+    _WARM[loop] = _Warm(task, loop.call_later(WARM_FOR, _expire, loop, task))
+
+
+def _expire(loop: asyncio.AbstractEventLoop, task: asyncio.Task[_Child]) -> None:
+    warm = _WARM.get(loop)
+    if warm is not None and warm.child is task:
+        del _WARM[loop]
+        loop.create_task(_discard(task))
+
+
+async def _discard(task: asyncio.Task[_Child]) -> None:
+    with contextlib.suppress(Exception):
+        await (await task).discard()
+
+
+async def _run(op: str, **args: Any) -> dict[str, Any]:
+    request = json.dumps({"op": op, **args}).encode()
+    loop = asyncio.get_running_loop()
+    warm = _WARM.pop(loop, None)
+    if warm is not None:
+        warm.expiry.cancel()
+        reply = await (await warm.child).run(request)
+    else:
+        slots = _SLOTS.setdefault(loop, asyncio.Semaphore(2))
+        async with slots:
+            reply = await (await _Child.spawn()).run(request)
     if "error" in reply:
         raise CertificateError(str(reply["error"]))
     return reply
@@ -107,7 +168,7 @@ def _serve(req: dict[str, Any]) -> dict[str, Any]:
 
     from manager import ca
 
-    op = req.get("op")
+    op = req.get("op") if isinstance(req, dict) else None
     if op == "new_cluster":
         now = dt.datetime.fromisoformat(req["now"])
         root = ca.RootCA.create(now)
@@ -144,11 +205,18 @@ def _serve(req: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
+    from manager import ca  # noqa: F401  loaded before the request comes (prepare())
+
+    data = sys.stdin.buffer.read()
+    if not data:
+        return  # a prepared child nobody needed
     try:
-        reply = _serve(json.loads(sys.stdin.buffer.read()))
+        reply = _serve(json.loads(data))
     except (CertificateError, ValueError, KeyError, TypeError) as exc:
         reply = {"error": str(exc) if isinstance(exc, CertificateError) else repr(exc)}
     sys.stdout.write(json.dumps(reply))
+    sys.stdout.flush()
+    os._exit(0)  # the reply is out; tearing down the interpreter would only delay it
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@
    the root CA. It accepts that CA only if its digest is the one in the token.
 2. It connects again, now verifying the manager's certificate against that CA: no trust
    on first use, and the token goes to a manager of that swarm only. There it sends the
-   token and a certificate request (made meanwhile, in a child process: ca_process.py). The manager checks the token's secret
-   against the current worker and manager tokens (constant time); the token that matches
-   decides the role. A wrong or rotated token gets one error and learns nothing about the
+   token and a certificate request (made meanwhile, in a child process: ca_process.py).
+   The manager checks the token's secret against the current worker and manager tokens
+   (constant time); the token that matches decides the role. A wrong or rotated token gets one error and learns nothing about the
    cluster. Otherwise the manager registers the node (through raft, by the callback) and
    signs the certificate; from then on the node talks only mutual TLS.
 
@@ -145,6 +145,7 @@ class JoinService:
                 return
             kind = message.get("type")
             if kind == "root_ca":
+                ca_process.prepare()  # its join request follows in ~50 ms
                 await conn.send(json.dumps({"ca": self.ca_cert_pem.decode()}).encode())
             elif kind == "join":
                 await conn.send(json.dumps(await self._join(message)).encode())

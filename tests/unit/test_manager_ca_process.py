@@ -4,6 +4,7 @@ cryptography."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import subprocess
 import sys
@@ -61,3 +62,21 @@ def test_the_daemons_swarm_code_does_not_load_cryptography() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_prepared_child_serves_the_next_request_or_goes_away_unused(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    ca_process.prepare()
+    ca_process.prepare()  # at most one waits
+    warm = ca_process._WARM[loop]
+    child = await warm.child
+    _, csr = await ca_process.new_request()
+    assert "BEGIN CERTIFICATE REQUEST" in csr
+    assert child.proc.returncode == 0 and loop not in ca_process._WARM  # it served that one
+
+    monkeypatch.setattr(ca_process, "WARM_FOR", 0.2)
+    ca_process.prepare()
+    unused = await ca_process._WARM[loop].child
+    async with asyncio.timeout(10):
+        assert await unused.proc.wait() in (0, -9)
+    assert loop not in ca_process._WARM
