@@ -3,7 +3,7 @@
 cryptography's Rust extension carries its own OpenSSL: once imported it keeps ~8 MB
 resident for the rest of the daemon's life, for work done at init, join and renewal only.
 So that work runs in `python -m manager.ca_process` (one JSON request on stdin, one JSON
-reply on stdout, ~50 ms), and the daemon reads certificates with the standard library's
+reply on stdout, ~80 ms), and the daemon reads certificates with the standard library's
 ssl alone (certs.py). Keys travel through the pipe, never through argv or files.
 """
 
@@ -50,6 +50,7 @@ class _Child:
             sys.executable, "-m", "manager.ca_process",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            cwd="/",  # `-m` looks in the working directory first: nothing there may shadow us
         ))  # fmt: skip
 
     async def run(self, request: bytes) -> dict[str, Any]:
