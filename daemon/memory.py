@@ -9,13 +9,11 @@ overlayd calls it after its periodic safety-net reconcile: ~1.5 MB, under a mill
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from collections.abc import Callable
 
 _trim: Callable[[int], int] | None = None
 try:
-    _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    _trim = _libc.malloc_trim
+    _trim = ctypes.CDLL(None).malloc_trim  # the process's own symbols: libc is among them
 except (OSError, AttributeError):  # not glibc (musl has no malloc_trim): nothing to do
     _trim = None
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from daemon.errors import Conflict, InvalidParameter, NotFound, Unavailable
 from daemon.filters import Filters
 from daemon.logs import get_logger
-from manager import tokens
+from manager import ca_process, certs, tokens
 from manager.errors import OverlaydError
 from manager.ids import new_node_id
 from manager.raft.errors import NotLeader
@@ -191,7 +191,7 @@ class SwarmService:
         self._lock = asyncio.Lock()
         self._watch: asyncio.Task[None] | None = None
         self._renewal: tuple[bytes, dt.datetime] | None = None
-        self._tls_info: tuple[bytes, dict[str, str]] | None = None
+        self._tls_info: tuple[bytes, asyncio.Future[dict[str, str]]] | None = None
         self._closed = False
         self._rejoin: asyncio.Task[None] | None = None
         self._fallback_view: SwarmState | None = None
@@ -380,8 +380,6 @@ class SwarmService:
     def _renew_at(self) -> dt.datetime:
         """When this node's certificate is renewed: at 50-80 % of its life (swarmkit's
         rule), picked once per certificate."""
-        from manager import certs
-
         assert self.creds is not None
         if self._renewal is None or self._renewal[0] != self.creds.cert_pem:
             facts = self.creds.facts()
@@ -389,26 +387,22 @@ class SwarmService:
         return self._renewal[1]
 
     async def tls_info(self) -> dict[str, str]:
-        """Docker's TLSInfo for this swarm's root CA, read once per CA (in a child
-        process: the daemon does not load an X.509 parser)."""
-        import base64
-
-        from manager import ca_process
-
+        """Docker's TLSInfo for this swarm's root CA, read once per CA in a child process
+        (the daemon loads no X.509 parser); concurrent first callers share that child. If
+        it fails, the root itself is still shown and the next call tries again."""
         if self.creds is None:
             return {}
         pem = self.creds.ca_pem
-        if self._tls_info is None or self._tls_info[0] != pem:
-            subject, public_key = await ca_process.issuer_info(pem)
-            self._tls_info = (pem, {
-                "TrustRoot": pem.decode(),
-                "CertIssuerSubject": base64.b64encode(subject).decode(),
-                "CertIssuerPublicKey": base64.b64encode(public_key).decode(),
-            })  # fmt: skip
-        return self._tls_info[1]
+        entry = self._tls_info
+        if entry is None or entry[0] != pem or _failed(entry[1]):
+            entry = self._tls_info = (pem, asyncio.ensure_future(_read_tls_info(pem)))
+        try:
+            return await asyncio.shield(entry[1])
+        except (ca_process.HelperError, certs.CertificateError, OSError) as exc:
+            log.warning("could not read the root CA's subject and key", error=str(exc))
+            return {"TrustRoot": pem.decode(), "CertIssuerSubject": "", "CertIssuerPublicKey": ""}
 
     async def _switch_role(self, role: str) -> None:
-        from manager import ca_process
         from manager.manager import Credentials
 
         assert self.identity is not None and self.agent is not None
@@ -596,12 +590,14 @@ class SwarmService:
         if req.availability not in ("active", "pause", "drain"):
             raise InvalidParameter(f"invalid availability {req.availability!r}")
 
-        from manager import ca_process, certs
         from manager.manager import Credentials
 
         now = utcnow()
         node_id, cluster_id = new_node_id(), new_node_id()
-        minted = await ca_process.new_cluster(node_id, cluster_id, now)
+        try:
+            minted = await ca_process.new_cluster(node_id, cluster_id, now)
+        except ca_process.HelperError as exc:
+            raise Unavailable(f"could not create the swarm's CA: {exc}") from exc
         creds = Credentials(minted.ca_cert_pem, minted.cert_pem, minted.key_pem)
         self._save_creds(creds)
         self.identity = Identity(
@@ -677,6 +673,8 @@ class SwarmService:
                     joined = await join(host, port, req.join_token, JoinRequest(
                         self.hostname, advertise, node_id))  # fmt: skip
                     break
+                except ca_process.HelperError as exc:  # ours, not the manager's: stop here
+                    raise Unavailable(f"could not make this node's key: {exc}") from exc
                 except (OverlaydError, OSError, TimeoutError, ValueError) as exc:
                     last = exc
             if joined is None:
@@ -752,8 +750,6 @@ class SwarmService:
         manager = self.require_manager()
         state = await manager.read()
         assert state.cluster is not None
-        from manager import certs
-
         ca_digest = certs.digest(state.cluster.ca_cert_pem.encode())
         expiry = ((spec or {}).get("CAConfig") or {}).get("NodeCertExpiry")
         if isinstance(expiry, int) and 0 < expiry < 3_600_000_000_000:
@@ -830,3 +826,18 @@ def find_node(state: SwarmState, term: str) -> Node:
 def new_network_id() -> str:
     """Swarm network IDs are 25 base-36 characters, like node IDs."""
     return new_node_id()
+
+
+async def _read_tls_info(ca_pem: bytes) -> dict[str, str]:
+    import base64
+
+    subject, public_key = await ca_process.issuer_info(ca_pem)
+    return {
+        "TrustRoot": ca_pem.decode(),
+        "CertIssuerSubject": base64.b64encode(subject).decode(),
+        "CertIssuerPublicKey": base64.b64encode(public_key).decode(),
+    }
+
+
+def _failed(future: asyncio.Future[Any]) -> bool:
+    return future.done() and (future.cancelled() or future.exception() is not None)

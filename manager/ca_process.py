@@ -22,6 +22,11 @@ from typing import Any
 from manager.certs import CertificateError
 
 TIMEOUT = 30.0
+
+
+class HelperError(RuntimeError):
+    """The child itself failed (could not start, crashed, timed out): not the request's fault."""
+
 # A burst of joins must not start a child (~27 MB each) per join at once.
 _SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
@@ -46,18 +51,25 @@ class _Child:
 
     @classmethod
     async def spawn(cls) -> _Child:
-        return cls(await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "manager.ca_process",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd="/",  # `-m` looks in the working directory first: nothing there may shadow us
-        ))  # fmt: skip
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                # -P: not the working directory first on sys.path; nothing there may shadow us
+                sys.executable, "-P", "-m", "manager.ca_process",
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+        except OSError as exc:
+            raise HelperError(f"could not start the certificate helper: {exc}") from exc
+        return cls(proc)
 
     async def run(self, request: bytes) -> dict[str, Any]:
         proc = self.proc
         try:
             async with asyncio.timeout(TIMEOUT):
                 out, err = await proc.communicate(request)
+        except TimeoutError as exc:
+            await self.discard()
+            raise HelperError(f"the certificate helper did not answer in {TIMEOUT:.0f} s") from exc
         except BaseException:
             await self.discard()
             raise
@@ -67,7 +79,7 @@ class _Child:
             reply = None
         if not isinstance(reply, dict):
             lines = err.decode(errors="replace").strip().splitlines()
-            raise CertificateError(
+            raise HelperError(
                 f"certificate helper failed: {lines[-1] if lines else f'exit {proc.returncode}'}"
             )
         return reply
@@ -85,7 +97,7 @@ class _Warm:
 
 
 WARM_FOR = 5.0  # seconds a prepared child waits for its request
-_WARM: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Warm] = weakref.WeakKeyDictionary()
+_WARM: dict[asyncio.AbstractEventLoop, _Warm] = {}  # emptied by use, expiry or discard_prepared
 
 
 def prepare() -> None:
@@ -111,13 +123,25 @@ async def _discard(task: asyncio.Task[_Child]) -> None:
         await (await task).discard()
 
 
+async def discard_prepared() -> None:
+    """Stop a prepared child now (the daemon is stopping): it would wait out WARM_FOR."""
+    warm = _WARM.pop(asyncio.get_running_loop(), None)
+    if warm is not None:
+        warm.expiry.cancel()
+        await _discard(warm.child)
+
+
 async def _run(op: str, **args: Any) -> dict[str, Any]:
     request = json.dumps({"op": op, **args}).encode()
     loop = asyncio.get_running_loop()
     warm = _WARM.pop(loop, None)
+    child = None
     if warm is not None:
         warm.expiry.cancel()
-        reply = await (await warm.child).run(request)
+        with contextlib.suppress(HelperError):
+            child = await warm.child  # if it failed to start, a fresh one gets its chance
+    if child is not None:
+        reply = await child.run(request)
     else:
         slots = _SLOTS.setdefault(loop, asyncio.Semaphore(2))
         async with slots:

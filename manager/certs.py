@@ -9,6 +9,7 @@ the subject says node ID (CN), role (OU) and cluster (O), as in swarmkit.
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
 import hashlib
 import random
@@ -38,13 +39,32 @@ class CertFacts:
     not_after: dt.datetime
 
 
+def der_of(cert_pem: bytes) -> bytes:
+    """The DER of a PEM holding exactly one certificate, decoded strictly: what a token's
+    digest covers must be all that is ever trusted (ssl.PEM_cert_to_DER_cert decodes
+    leniently, so a second certificate appended to the real one would pass unseen)."""
+    try:
+        text = cert_pem.decode("ascii").strip()
+    except UnicodeDecodeError as exc:
+        raise CertificateError("not a PEM certificate") from exc
+    head, tail = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    if not (text.startswith(head) and text.endswith(tail)) or text.count("-----BEGIN") != 1:
+        raise CertificateError("not a single PEM certificate")
+    body = "".join(text[len(head) : -len(tail)].split())
+    try:
+        return binascii.a2b_base64(body, strict_mode=True)
+    except binascii.Error as exc:
+        raise CertificateError(f"not a PEM certificate: {exc}") from exc
+
+
+def canonical_pem(cert_pem: bytes) -> bytes:
+    """The one certificate in cert_pem, re-encoded from exactly the bytes der_of read."""
+    return ssl.DER_cert_to_PEM_cert(der_of(cert_pem)).encode()
+
+
 def digest(cert_pem: bytes) -> bytes:
     """sha256 over the DER encoding: what a join token pins."""
-    try:
-        der = ssl.PEM_cert_to_DER_cert(cert_pem.decode())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CertificateError(f"not a PEM certificate: {exc}") from exc
-    return hashlib.sha256(der).digest()
+    return hashlib.sha256(der_of(cert_pem)).digest()
 
 
 def identity_from_peercert(cert: dict[str, Any]) -> NodeIdentity:

@@ -16,9 +16,9 @@ Messages are JSON objects in transport frames.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
+import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +28,8 @@ from manager import ca_process, certs, tokens, transport
 from manager.errors import InvalidParameter, OverlaydError
 from manager.ids import new_node_id
 from manager.transport import Connection
+
+log = logging.getLogger("overlayd.manager")
 
 INVALID_TOKEN = (
     "rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster"
@@ -67,17 +69,24 @@ async def join(host: str, port: int, token_text: str, req: JoinRequest) -> Joine
     try:
         conn = await transport.connect(host, port, transport.bootstrap_context())
         try:
-            ca_pem = str((await _ask(conn, {"type": "root_ca"}))["ca"]).encode()
+            offered = str((await _ask(conn, {"type": "root_ca"}))["ca"]).encode()
         finally:
             await conn.close()
-        if not token.matches_ca(certs.digest(ca_pem)):
+        try:
+            matches = token.matches_ca(certs.digest(offered))
+        except certs.CertificateError:
+            matches = False  # e.g. a second certificate smuggled in after the real one
+        if not matches:
             raise InvalidParameter(
                 "remote CA does not match fingerprint. Expected: " + token.ca_digest
             )
+        ca_pem = certs.canonical_pem(offered)  # from now on only the bytes the token pins
         try:
             conn = await transport.connect(host, port, transport.verifying_context(ca_pem))
-        except ssl.SSLError as exc:
-            raise InvalidParameter(f"the manager's certificate is not from that CA: {exc}") from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise InvalidParameter(
+                f"the manager's certificate is not valid for that CA: {exc.verify_message}"
+            ) from exc
         try:
             if conn.server is None or conn.server.role != "manager":
                 raise InvalidParameter("the node reached is not a swarm manager")
@@ -91,8 +100,7 @@ async def join(host: str, port: int, token_text: str, req: JoinRequest) -> Joine
     finally:
         if not request.done():
             request.cancel()
-        with contextlib.suppress(BaseException):
-            await request
+            await asyncio.wait([request])  # lets a cancel of join() itself through
     cert_pem = str(reply["cert"]).encode()
     me = transport.certificate_facts(ca_pem, cert_pem, key_pem).identity
     return Joined(
@@ -172,6 +180,9 @@ class JoinService:
             )  # fmt: skip
         except certs.CertificateError as exc:
             return {"error": f"invalid certificate request: {exc}"}
+        except (ca_process.HelperError, OSError, TimeoutError) as exc:
+            log.error("could not sign a joining node's certificate: %r", exc)
+            return {"error": f"the manager could not sign the certificate: {exc}"}
         try:
             managers = await self.register(node_id, role, req)
         except OverlaydError as exc:

@@ -83,6 +83,7 @@ class Manager:
         ident = creds.identity()
         self._node_gone = node_gone  # a faster failure detector's verdict (gossip)
         self.node_id = ident.node_id
+        self._cluster_id = ident.cluster_id  # what our certificate says, read once
         self.raft_id = raft_id_of(ident.node_id)
         self.creds = creds
         self.listen = listen
@@ -133,6 +134,7 @@ class Manager:
         await self.node.stop()
         await self.peers.close()
         self.storage.close()
+        await ca_process.discard_prepared()  # a joiner's signing child, if one waits
 
     async def leave_gracefully(self) -> None:
         """Hand leadership to a caught-up voter before going, so the swarm loses no time."""
@@ -291,7 +293,7 @@ class Manager:
 
     def state_cluster_id(self) -> str:
         cluster = self.state.cluster
-        return cluster.id if cluster is not None else self.creds.identity().cluster_id
+        return cluster.id if cluster is not None else self._cluster_id
 
     async def _raft_stream(self, conn: Connection) -> None:
         assert conn.peer is not None
@@ -414,6 +416,8 @@ class Manager:
             )  # fmt: skip
         except certs.CertificateError as exc:
             raise InvalidParameter(f"invalid certificate request: {exc}") from exc
+        except (ca_process.HelperError, OSError) as exc:
+            raise Unavailable(f"the manager could not sign the certificate: {exc}") from exc
         return cert.decode()
 
     # --- sessions (leader) ---------------------------------------------------------------

@@ -55,6 +55,9 @@ def server_context(ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> ssl.SSLCon
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(cadata=ca_pem.decode())
     ctx.verify_mode = ssl.CERT_OPTIONAL
+    # No session tickets: a resumed session skips the certificate checks, so a member
+    # whose certificate expired (or was replaced on a role change) could go on with it.
+    ctx.num_tickets = 0
     _load_chain(ctx, cert_pem, key_pem)
     return ctx
 
@@ -196,4 +199,8 @@ async def connect(host: str, port: int, ctx: ssl.SSLContext, timeout: float = 5.
     # completion, and a caller being stopped would then carry on (e.g. a session loop).
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(host, port, ssl=ctx)
-    return Connection(reader, writer, None, _peer_identity(writer))
+    try:
+        return Connection(reader, writer, None, _peer_identity(writer))
+    except BaseException:
+        writer.close()
+        raise

@@ -80,3 +80,12 @@ async def test_a_prepared_child_serves_the_next_request_or_goes_away_unused(monk
     async with asyncio.timeout(10):
         assert await unused.proc.wait() in (0, -9)
     assert loop not in ca_process._WARM
+
+
+async def test_a_child_that_cannot_start_or_dies_is_a_helper_error(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(ca_process.sys, "executable", "/nonexistent/python")
+    with pytest.raises(ca_process.HelperError, match="could not start"):
+        await ca_process.new_request()
+    monkeypatch.setattr(ca_process.sys, "executable", "/bin/false")
+    with pytest.raises(ca_process.HelperError, match="certificate helper failed: exit 1"):
+        await ca_process.new_request()

@@ -116,3 +116,14 @@ def test_digest_is_over_der_and_rejects_junk() -> None:
     assert certs.digest(root.pem) == hashlib.sha256(der).digest()
     with pytest.raises(certs.CertificateError):
         certs.digest(b"not a certificate")
+
+
+def test_only_a_single_strictly_encoded_certificate_is_read() -> None:
+    """What the token's digest covers is all a joiner trusts: no second certificate, no
+    bytes the lenient base64 decoder would skip."""
+    one, two = ca.RootCA.create(NOW).pem, ca.RootCA.create(NOW).pem
+    assert certs.canonical_pem(b"\n" + one + b"\n") == one
+    for bad in (one + two, one + b"junk", one.replace(b"\n-----END", b"=AAAA\n-----END"),
+                b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----"):  # fmt: skip
+        with pytest.raises(certs.CertificateError):
+            certs.digest(bad)

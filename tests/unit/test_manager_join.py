@@ -7,11 +7,18 @@ import datetime as dt
 import json
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
-from manager import ca, certs, join, tokens, transport
+from manager import ca, ca_process, certs, join, tokens, transport
 from manager.errors import InvalidParameter
 
 NOW = dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+async def no_prepared_child_left():  # type: ignore[no-untyped-def]
+    yield
+    await ca_process.discard_prepared()  # a root_ca request prepares a signing child
 
 
 @pytest.fixture
@@ -116,7 +123,7 @@ async def test_impostor_with_the_real_ca_but_not_its_certificate_never_sees_the_
     ctx = transport.server_context(other.pem, ca.cert_pem(fake), ca.key_pem(key))
     server = await transport.serve("127.0.0.1", 0, ctx, handler)
     try:
-        with pytest.raises(InvalidParameter, match="not from that CA"):
+        with pytest.raises(InvalidParameter, match="not valid for that CA"):
             await _join(server.sockets[0].getsockname()[1], toks["worker"])
     finally:
         server.close()
@@ -132,4 +139,43 @@ async def test_malformed_certificate_request_is_refused_and_nothing_registered(m
     reply = json.loads(await conn.recv())
     await conn.close()
     assert reply == {"error": "invalid certificate request: not a PEM certificate request"}
+    assert registered == []
+
+
+async def test_a_second_ca_smuggled_after_the_real_one_is_refused_before_the_token_goes(manager_side) -> None:  # type: ignore[no-untyped-def]
+    """The token pins the root CA's digest; an impostor that appends its own CA to the
+    real one must not get that CA trusted, nor the token."""
+    _, toks, _, root = manager_side
+    other = ca.RootCA.create(NOW)
+    key = ca.new_key()
+    fake = other.issue(ca.make_csr(key), node_id="m9", role="manager", cluster_id="cl", now=NOW)
+    received: list[bytes] = []
+
+    async def handler(conn: transport.Connection) -> None:
+        while True:
+            received.append(await conn.recv())
+            bundle = (root.pem + other.pem).decode()
+            await conn.send(json.dumps({"ca": bundle}).encode())
+
+    ctx = transport.server_context(other.pem, ca.cert_pem(fake), ca.key_pem(key))
+    server = await transport.serve("127.0.0.1", 0, ctx, handler)
+    try:
+        with pytest.raises(InvalidParameter, match="remote CA does not match fingerprint"):
+            await _join(server.sockets[0].getsockname()[1], toks["worker"])
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert received == [b'{"type": "root_ca"}']
+
+
+async def test_a_failing_signing_helper_is_the_managers_error_and_registers_nothing(manager_side, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    port, toks, registered, root = manager_side
+    csr = ca.make_csr(ca.new_key()).public_bytes(serialization.Encoding.PEM).decode()
+    monkeypatch.setattr(ca_process.sys, "executable", "/bin/false")  # the child dies at once
+    conn = await transport.connect("127.0.0.1", port, transport.verifying_context(root.pem))
+    await conn.send(json.dumps({"type": "join", "token": toks["worker"], "csr": csr,
+                                "hostname": "h", "advertise_addr": "192.0.2.9"}).encode())  # fmt: skip
+    reply = json.loads(await conn.recv())
+    await conn.close()
+    assert reply["error"].startswith("the manager could not sign the certificate: ")
     assert registered == []
