@@ -65,11 +65,7 @@ def server_context(ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> ssl.SSLCon
 def client_context(ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
     """A member dialling another: verify the server against our CA, show our certificate.
     Host names are not checked: identity is the node ID in the certificate."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = False
-    ctx.load_verify_locations(cadata=ca_pem.decode())
-    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx = verifying_context(ca_pem)
     _load_chain(ctx, cert_pem, key_pem)
     return ctx
 

@@ -3,8 +3,10 @@ token learns nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -105,47 +107,10 @@ async def test_anonymous_peer_may_not_do_anything_else(manager_side) -> None:  #
     await conn.close()
 
 
-async def test_impostor_with_the_real_ca_but_not_its_certificate_never_sees_the_token(manager_side) -> None:  # type: ignore[no-untyped-def]
-    """An impostor can hand out the swarm's (public) CA certificate, but cannot show a
-    certificate that CA issued: the joiner stops before sending its token."""
-    _, toks, _, root = manager_side
-    other = ca.RootCA.create(NOW)
-    key = ca.new_key()
-    fake = other.issue(ca.make_csr(key), node_id="m9", role="manager", cluster_id="cl", now=NOW)
-    received: list[bytes] = []
-
-    async def handler(conn: transport.Connection) -> None:
-        while True:
-            frame = await conn.recv()
-            received.append(frame)
-            await conn.send(b'{"ca": %s}' % json.dumps(root.pem.decode()).encode())
-
-    ctx = transport.server_context(other.pem, ca.cert_pem(fake), ca.key_pem(key))
-    server = await transport.serve("127.0.0.1", 0, ctx, handler)
-    try:
-        with pytest.raises(InvalidParameter, match="not valid for that CA"):
-            await _join(server.sockets[0].getsockname()[1], toks["worker"])
-    finally:
-        server.close()
-        await server.wait_closed()
-    assert received == [b'{"type": "root_ca"}']
-
-
-async def test_malformed_certificate_request_is_refused_and_nothing_registered(manager_side) -> None:  # type: ignore[no-untyped-def]
-    port, toks, registered, root = manager_side
-    conn = await transport.connect("127.0.0.1", port, transport.verifying_context(root.pem))
-    await conn.send(json.dumps({"type": "join", "token": toks["worker"], "csr": "junk",
-                                "hostname": "h", "advertise_addr": "192.0.2.9"}).encode())  # fmt: skip
-    reply = json.loads(await conn.recv())
-    await conn.close()
-    assert reply == {"error": "invalid certificate request: not a PEM certificate request"}
-    assert registered == []
-
-
-async def test_a_second_ca_smuggled_after_the_real_one_is_refused_before_the_token_goes(manager_side) -> None:  # type: ignore[no-untyped-def]
-    """The token pins the root CA's digest; an impostor that appends its own CA to the
-    real one must not get that CA trusted, nor the token."""
-    _, toks, _, root = manager_side
+@contextlib.asynccontextmanager
+async def impostor(offered_ca: Callable[[bytes], bytes]) -> AsyncIterator[tuple[int, list[bytes]]]:
+    """A fake manager: its own CA issued the certificate it shows, and it answers every
+    frame with offered_ca(its own CA's PEM). Yields its port and the frames it got."""
     other = ca.RootCA.create(NOW)
     key = ca.new_key()
     fake = other.issue(ca.make_csr(key), node_id="m9", role="manager", cluster_id="cl", now=NOW)
@@ -154,17 +119,51 @@ async def test_a_second_ca_smuggled_after_the_real_one_is_refused_before_the_tok
     async def handler(conn: transport.Connection) -> None:
         while True:
             received.append(await conn.recv())
-            bundle = (root.pem + other.pem).decode()
-            await conn.send(json.dumps({"ca": bundle}).encode())
+            await conn.send(json.dumps({"ca": offered_ca(other.pem).decode()}).encode())
 
     ctx = transport.server_context(other.pem, ca.cert_pem(fake), ca.key_pem(key))
     server = await transport.serve("127.0.0.1", 0, ctx, handler)
     try:
-        with pytest.raises(InvalidParameter, match="remote CA does not match fingerprint"):
-            await _join(server.sockets[0].getsockname()[1], toks["worker"])
+        yield server.sockets[0].getsockname()[1], received
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def _raw_join(port: int, root: ca.RootCA, token: str, csr: str) -> dict[str, str]:
+    """A join request sent by hand, past the joiner's own checks."""
+    conn = await transport.connect("127.0.0.1", port, transport.verifying_context(root.pem))
+    await conn.send(json.dumps({"type": "join", "token": token, "csr": csr,
+                                "hostname": "h", "advertise_addr": "192.0.2.9"}).encode())  # fmt: skip
+    reply = json.loads(await conn.recv())
+    await conn.close()
+    return reply
+
+
+async def test_impostor_with_the_real_ca_but_not_its_certificate_never_sees_the_token(manager_side) -> None:  # type: ignore[no-untyped-def]
+    """An impostor can hand out the swarm's (public) CA certificate, but cannot show a
+    certificate that CA issued: the joiner stops before sending its token."""
+    _, toks, _, root = manager_side
+    async with impostor(lambda own: root.pem) as (port, received):
+        with pytest.raises(InvalidParameter, match="not valid for that CA"):
+            await _join(port, toks["worker"])
+    assert received == [b'{"type": "root_ca"}']
+
+
+async def test_malformed_certificate_request_is_refused_and_nothing_registered(manager_side) -> None:  # type: ignore[no-untyped-def]
+    port, toks, registered, root = manager_side
+    reply = await _raw_join(port, root, toks["worker"], "junk")
+    assert reply == {"error": "invalid certificate request: not a PEM certificate request"}
+    assert registered == []
+
+
+async def test_a_second_ca_smuggled_after_the_real_one_is_refused_before_the_token_goes(manager_side) -> None:  # type: ignore[no-untyped-def]
+    """The token pins the root CA's digest; an impostor that appends its own CA to the
+    real one must not get that CA trusted, nor the token."""
+    _, toks, _, root = manager_side
+    async with impostor(lambda own: root.pem + own) as (port, received):
+        with pytest.raises(InvalidParameter, match="remote CA does not match fingerprint"):
+            await _join(port, toks["worker"])
     assert received == [b'{"type": "root_ca"}']
 
 
@@ -172,10 +171,6 @@ async def test_a_failing_signing_helper_is_the_managers_error_and_registers_noth
     port, toks, registered, root = manager_side
     csr = ca.make_csr(ca.new_key()).public_bytes(serialization.Encoding.PEM).decode()
     monkeypatch.setattr(ca_process.sys, "executable", "/bin/false")  # the child dies at once
-    conn = await transport.connect("127.0.0.1", port, transport.verifying_context(root.pem))
-    await conn.send(json.dumps({"type": "join", "token": toks["worker"], "csr": csr,
-                                "hostname": "h", "advertise_addr": "192.0.2.9"}).encode())  # fmt: skip
-    reply = json.loads(await conn.recv())
-    await conn.close()
+    reply = await _raw_join(port, root, toks["worker"], csr)
     assert reply["error"].startswith("the manager could not sign the certificate: ")
     assert registered == []
