@@ -18,7 +18,9 @@ a resident endpoint (a netns "container") on every host, so every host has its s
   kill until no FDB entry towards host2's VTEP is left on host0's and host1's vxlan0
   (polled every 5 ms); then eth0 up, overlayd started again, time until they are back.
 - iperf3: 1 TCP stream, underlay host2 -> host1 (eth0 addresses), overlay container on
-  host2 -> container on host1; their ratio.
+  host2 -> container on host1; their ratio. In the same rounds, the same between two
+  containers on Docker 20.10's overlay devices built by hand on host1 and host2
+  (tests/bench/docker_layout.py): Docker's ratio on this kernel, measured, not recalled.
 - rtt_ms: median of 20 pings container -> container across hosts, and host -> host.
 - rss_mb: overlayd's RSS per host after all this.
 
@@ -51,6 +53,7 @@ from typing import Any
 
 from dataplane.layout import run_dir_for, sandbox_dir, sandbox_path
 from dataplane.reach import inet_checksum
+from tests.bench.docker_layout import docker_overlay
 from tests.integration.cluster import Cluster, cluster_of, form_swarm
 from tests.integration.harness import Host, Netns, delete_netns, wait_for
 
@@ -62,6 +65,7 @@ DOCKER = {
     "overlay_rtt_ms": 0.126,
     "rss_mb": 103,
 }
+DOCKER_LAYOUT_VNI = 15_000_001  # far from overlayd's VNIs
 GOALS = {
     "connect_to_neigh_ms": "<= 20 after the connect call",
     "connect_to_ping_ms": "<= 50",
@@ -682,21 +686,45 @@ def run(quick: bool) -> dict[str, Any]:
                 "underlay_median": rtt_ms(h[1].ns, c.addr(2)),
                 "docker_overlay": DOCKER["overlay_rtt_ms"],
             }
-            # Alternating pairs, median ratio: one pair alone swings 0.67-0.87 on 2 cores.
-            pairs = []
-            for n in range(1 if quick else 3):
-                log(f"iperf3 pair {n + 1}: underlay then overlay ({seconds} s each)")
-                u = iperf(h[1].ns, h[2].ns, c.addr(1), seconds, procs)
-                o = iperf(res[1], res[2], ips[1], seconds, procs)
-                pairs.append((u, o))
-            ratios = sorted(o / u for u, o in pairs)
+            # Alternating rounds, median ratios: one pair alone swings 0.67-0.87 on 2 cores.
+            # Docker's own data path (its devices and flags, built by hand) runs in the same
+            # rounds on the same hosts: Docker's figure on this kernel, not from a table.
+            rounds = []
+            with docker_overlay([h[1].ns, h[2].ns], [c.addr(1), c.addr(2)],
+                                DOCKER_LAYOUT_VNI, "10.79.0") as dk:  # fmt: skip
+                wait_for(lambda: dk[1].sh("ping", "-c1", "-W1", "10.79.0.1",
+                                          check=False).returncode == 0,
+                         timeout=10, what="Docker-layout containers reach each other")  # fmt: skip
+                for n in range(1 if quick else 3):
+                    log(f"iperf3 round {n + 1}: underlay, then overlayd and Docker's layout "
+                        f"({seconds} s each)")  # fmt: skip
+                    u = iperf(h[1].ns, h[2].ns, c.addr(1), seconds, procs)
+                    got: dict[str, float] = {}
+                    # the two overlays take turns going first: no order bias
+                    for leg in ("ours", "docker")[:: 1 if n % 2 == 0 else -1]:
+                        if leg == "ours":
+                            got[leg] = iperf(res[1], res[2], ips[1], seconds, procs)
+                        else:
+                            got[leg] = iperf(dk[0], dk[1], "10.79.0.1", seconds, procs)
+                    rounds.append((u, got["ours"], got["docker"]))
+            ratios = sorted(o / u for u, o, _ in rounds)
+            docker_ratios = sorted(d / u for u, _, d in rounds)
             out["iperf3"] = {
                 "seconds": seconds,
                 "streams": 1,
-                "pairs": [[round(u / 1e9, 2), round(o / 1e9, 2)] for u, o in pairs],
+                "rounds_gbit_s": [
+                    {
+                        "underlay": round(u / 1e9, 2),
+                        "overlayd": round(o / 1e9, 2),
+                        "docker_layout": round(d / 1e9, 2),
+                    }
+                    for u, o, d in rounds
+                ],
                 "ratio": round(ratios[len(ratios) // 2], 3),
                 "ratios": [round(r, 3) for r in ratios],
-                "docker_ratio": DOCKER["iperf3_overlay_over_underlay"],
+                "docker_layout_ratio": round(docker_ratios[len(docker_ratios) // 2], 3),
+                "docker_layout_ratios": [round(r, 3) for r in docker_ratios],
+                "docker_ratio_recorded": DOCKER["iperf3_overlay_over_underlay"],
             }
             log(f"host kills ({kills})")
             out["host_killed_fdb_gone_s"] = {
