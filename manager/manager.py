@@ -30,6 +30,7 @@ from manager.node import RaftNode
 from manager.peers import RaftPeers
 from manager.raft import recovery
 from manager.raft.errors import NotLeader
+from manager.renewals import RenewalLimiter
 from manager.state import SwarmState, valid_epoch
 from manager.storage import SqliteLog
 from manager.timefmt import stamp, utcnow
@@ -106,6 +107,7 @@ class Manager:
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._last_seen: dict[str, float] = {}
+        self._renewals = RenewalLimiter()
         self._learned: dict[int, str] = {}  # raft ID → address, from peers' raft hellos
         self._was_leader = False
         self.changed = asyncio.Event()  # set on every applied change or leader change
@@ -408,6 +410,10 @@ class Manager:
         node = self.state.nodes.get(peer.node_id)
         if cluster is None or node is None:
             raise Forbidden("node not part of the swarm")
+        self._renewals.forget(set(self.state.nodes))
+        refused = self._renewals.begin(node.id, asyncio.get_running_loop().time())
+        if refused is not None:
+            raise Unavailable(refused)
         try:
             cert = await ca_process.issue(
                 cluster.ca_cert_pem.encode(), cluster.ca_key_pem.encode(), csr_pem,
@@ -418,6 +424,8 @@ class Manager:
             raise InvalidParameter(f"invalid certificate request: {exc}") from exc
         except (ca_process.HelperError, OSError) as exc:
             raise Unavailable(f"the manager could not sign the certificate: {exc}") from exc
+        finally:
+            self._renewals.end(node.id)
         return cert.decode()
 
     # --- sessions (leader) ---------------------------------------------------------------

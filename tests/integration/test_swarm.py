@@ -5,6 +5,7 @@ token rotation, leave, leader loss under writes, overlay networks known everywhe
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -14,7 +15,7 @@ import pytest
 from cryptography import x509
 
 from tests.integration.cluster import Cluster, cluster_of
-from tests.integration.harness import Host, wait_for
+from tests.integration.harness import REPO, Host, wait_for
 
 
 def node_ls(host: Host) -> list[dict[str, str]]:
@@ -144,6 +145,51 @@ def test_certificate_work_never_loads_cryptography_into_a_daemon(swarm: Cluster)
         maps = Path(f"/proc/{host.proc.pid}/maps").read_text()
         assert "overlayd" in Path(f"/proc/{host.proc.pid}/cmdline").read_text()
         assert "cryptography" not in maps, f"{host.name} loaded cryptography"
+
+
+RENEW_LOOP = """
+import asyncio, json, sys
+
+async def main(creds, addr):
+    from manager import ca_process, rpc, transport
+    from manager.errors import Unavailable
+
+    ca, cert, key = (open(f"{creds}/{n}.pem", "rb").read() for n in ("ca", "cert", "key"))
+    ctx = transport.client_context(ca, cert, key)
+    _, csr = await ca_process.new_request()
+
+    async def renew():
+        try:
+            return "signed" if "BEGIN CERTIFICATE" in await rpc.call(
+                addr, ctx, {"op": "renew", "csr": csr}) else "?"
+        except Unavailable as exc:
+            return exc.message
+
+    out = list(await asyncio.gather(renew(), renew()))  # two at once
+    out += [await renew() for _ in range(5)]
+    print(json.dumps(out))
+
+sys.path.insert(0, sys.argv[3])
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def test_a_member_asking_for_certificates_in_a_loop_is_throttled(swarm: Cluster) -> None:
+    """Each renewal costs a manager a CA child; a member with a valid certificate that
+    asks in a loop (a bug, a stolen key) gets a few, one at a time, then waits."""
+    h = swarm.hosts
+    worker = h[3]  # never renewed: a full bucket on every manager
+    run = worker.ns.sh(sys.executable, "-c", RENEW_LOOP, f"{worker.state_dir}/swarm",
+                       f"{swarm.addr(0)}:2377", str(REPO), timeout=60)  # fmt: skip
+    out = json.loads(run.stdout)
+    assert out.count("signed") == 3, out  # the burst, whether or not the first two overlapped
+    refused = [x for x in out if x != "signed"]
+    assert all("already in progress" in x or "too many certificate renewals" in x
+               for x in refused), out  # fmt: skip
+    assert all("too many" in x and "retry in" in x for x in out[-3:]), out
+    # the manager is fine and the worker's own certificate still works
+    assert worker.docker("info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip() == "active"
+    assert h[0].docker("node", "ls").returncode == 0
 
 
 def test_leader_killed_while_writing_loses_no_acknowledged_network(swarm: Cluster) -> None:
