@@ -2,13 +2,20 @@
 
 The Go CLI sends `{"key":{"value":true}}`, docker-py sends `{"key":["value"]}`; moby's
 api/types/filters accepts both, so do we.
+
+`name` and `id` values are regular expressions. Docker runs them with Go's regexp, whose
+time is linear in the input; Python's `re` backtracks, and `^([0-9a-f]+)+x` against a
+64-character ID would hold the event loop for good. So patterns run on RE2 (the engine Go's
+regexp follows), loaded only when a value holds a metacharacter (≈ 2.7 MB resident; a
+plain `name=web` is a substring test).
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from daemon.errors import InvalidParameter
 
@@ -44,13 +51,7 @@ class Filters:
         values = self.fields.get(key)
         if not values or source in values:
             return True
-        for pattern in values:
-            try:
-                if re.search(pattern, source):
-                    return True
-            except re.error:
-                continue
-        return False
+        return any(_search(pattern, source) for pattern in values)
 
     def match_kv_list(self, key: str, labels: Mapping[str, str]) -> bool:
         """Docker's Args.MatchKVList: every `k` or `k=v` value must hold on the labels."""
@@ -64,6 +65,29 @@ class Filters:
             if sep and labels[name] != want:
                 return False
         return True
+
+
+_REGEX_META = frozenset("\\.+*?()|[]{}^$")
+
+
+def _search(pattern: str, source: str) -> bool:
+    """Go's regexp.MatchString; a pattern that does not compile matches nothing."""
+    if not _REGEX_META.intersection(pattern):
+        return pattern in source
+    compiled = _compile(pattern)
+    return compiled is not None and compiled.search(source) is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _compile(pattern: str) -> Any:
+    import re2  # google-re2: linear time, Go's syntax
+
+    options = re2.Options()
+    options.log_errors = False  # a client's bad pattern is not the daemon's log line
+    try:
+        return re2.compile(pattern, options)
+    except re2.error:
+        return None
 
 
 def parse_filters(raw: str | None) -> Filters:

@@ -45,3 +45,25 @@ def test_label_kv_list() -> None:
     assert Filters({"label": ["a=1", "b"]}).match_kv_list("label", labels)
     assert not Filters({"label": ["a=2"]}).match_kv_list("label", labels)
     assert not Filters({"label": ["c"]}).match_kv_list("label", labels)
+
+
+def test_a_backtracking_pattern_cannot_hold_the_daemon() -> None:
+    """Python's re takes exponential time here on a 64-character ID (the test would hit
+    its timeout); RE2, like Go's regexp, answers at once."""
+    f = Filters({"id": ["^([0-9a-f]+)+x"]})
+    assert not f.match("id", "a" * 64)
+    assert Filters({"id": ["^([0-9a-f]+)+$"]}).match("id", "a" * 64)
+
+
+@pytest.mark.parametrize("pattern", ["a{99999999999}", "(" * 5000, "a\\Kb", "[z-a]", "x(?<"])
+def test_patterns_that_do_not_compile_match_nothing_and_raise_nothing(pattern: str) -> None:
+    assert not Filters({"name": [pattern]}).match("name", "abc")
+    assert Filters({"name": [pattern, "b"]}).match("name", "abc")  # the other value still counts
+
+
+def test_plain_values_are_substrings_and_go_syntax_works() -> None:
+    f = Filters({"name": ["my-net"]})
+    assert f.match("name", "xmy-nety") and not f.match("name", "my_net")
+    assert Filters({"name": [r"^web\d+$"]}).match("name", "web12")
+    assert Filters({"name": ["(?i)^WEB"]}).match("name", "web12")
+    assert not Filters({"name": ["^web$"]}).match("name", "web12")
