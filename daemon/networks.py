@@ -33,6 +33,7 @@ from dataplane.model import (
     OverlaySpec,
     PeerSpec,
 )
+from dataplane.names import valid_ifname
 from dataplane.netns import ContainerNetns
 from dataplane.xfrmmsg import AEAD_NAME
 from manager import ipam
@@ -209,10 +210,6 @@ def _mtu_option(options: dict[str, str]) -> int:
     if not 68 <= mtu <= 65535:
         raise InvalidParameter(f"invalid MTU number: {mtu} (must be between 68 and 65535)")
     return mtu
-
-
-def _valid_ifname(name: str) -> bool:
-    return 0 < len(name) <= 15 and all(c.isalnum() or c in "-_." for c in name)
 
 
 class NetworkService:
@@ -480,9 +477,10 @@ class NetworkService:
         _parse_bool_option(options, OPT_MASQUERADE, True)
         net_id = secrets.token_hex(32)
         ifname = options.get(OPT_BRIDGE_NAME) or f"br-{net_id[:12]}"
-        if not _valid_ifname(ifname):
+        if not valid_ifname(ifname):
             raise InvalidParameter(
-                f"invalid bridge name {ifname!r}: at most 15 characters of a-z, 0-9, '-', '_' or '.'"
+                f"invalid bridge name {ifname!r}: 1 to 15 characters of a-z, A-Z, 0-9, '-', '_' "
+                "or '.' (not '.' or '..')"
             )
         if any(n.ifname == ifname for n in self._networks.values()):
             raise Conflict(f"bridge name {ifname} is already in use by another network")

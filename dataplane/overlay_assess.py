@@ -24,9 +24,9 @@ from .model import (
     OverlaySpec,
     PeerSpec,
 )
+from .names import valid_ifname
 
-IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
-NETWORK_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+NETWORK_ID_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _RESERVED = {"lo", SANDBOX_BRIDGE, SANDBOX_VXLAN}
 _OUR_KINDS = ("bridge", "vxlan", "veth")
 
@@ -79,11 +79,11 @@ def assess_overlays(
             out.problems.append(f"{what}: declared twice")
         elif e.bridge != SANDBOX_BRIDGE:
             out.problems.append(f"{what}: an overlay endpoint's bridge is {SANDBOX_BRIDGE!r}")
-        elif not IFNAME_RE.match(e.ifname):
+        elif not valid_ifname(e.ifname):
             out.problems.append(f"{what}: invalid container interface name {e.ifname!r}")
         elif (e.netns_path, e.ifname) in inside:
             out.problems.append(f"{what}: {e.ifname!r} used twice in {e.netns_path}")
-        elif not IFNAME_RE.match(e.host_ifname) or e.host_ifname in _RESERVED:
+        elif not valid_ifname(e.host_ifname) or e.host_ifname in _RESERVED:
             out.problems.append(f"{what}: invalid sandbox interface name {e.host_ifname!r}")
         elif e.host_ifname in taken:
             out.problems.append(f"{what}: {e.host_ifname!r} is used twice in the sandbox")
@@ -108,7 +108,7 @@ def _usable_overlays(
     paths: dict[str, str] = {}
     for o in sorted(desired.overlays, key=lambda o: (o.network_id, o.vni)):
         what = f"overlay network {o.network_id}"
-        if not NETWORK_ID_RE.match(o.network_id):
+        if not NETWORK_ID_RE.fullmatch(o.network_id):
             out.problems.append(f"{what}: invalid network id")
         elif o.network_id in specs:
             out.problems.append(f"{what}: declared twice")

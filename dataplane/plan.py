@@ -10,7 +10,6 @@ what happens inside overlay sandboxes see overlay_plan.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 
 from . import nftables
@@ -34,11 +33,9 @@ from .model import (
     bridge_alias,
     endpoint_alias,
 )
+from .names import valid_ifname
 from .overlay_assess import OverlayAssessment, assess_overlays
 from .overlay_plan import plan_overlays
-
-# What both the kernel (dev_valid_name) and our nft rendering accept.
-IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 
 
 @dataclass
@@ -85,7 +82,7 @@ def _assess_host(desired: Desired, observed: Observed) -> Assessment:
         if alias in aliases:
             out.problems.append(f"{what}: declared twice")
             return False
-        if not IFNAME_RE.match(name):
+        if not valid_ifname(name):
             out.problems.append(f"{what}: invalid interface name {name!r}")
             return False
         if name in taken:
@@ -112,7 +109,7 @@ def _assess_host(desired: Desired, observed: Observed) -> Assessment:
             out.gone.append(e)
         elif bridge is None or bridge.network_id != e.network_id:
             out.problems.append(f"{what}: bridge {e.bridge!r} of {e.network_id} is not usable")
-        elif not IFNAME_RE.match(e.ifname):
+        elif not valid_ifname(e.ifname):
             out.problems.append(f"{what}: invalid container interface name {e.ifname!r}")
         elif (e.netns_path, e.ifname) in inside:
             out.problems.append(f"{what}: {e.ifname!r} used twice in {e.netns_path}")

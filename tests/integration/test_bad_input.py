@@ -44,6 +44,12 @@ def assert_error(reply, status: int, fragment: str) -> None:  # type: ignore[no-
         (b'{"Name": "x", "Options": {"com.docker.network.driver.mtu": "lots"}}', "MTU"),
         (b'{"Name": "x", "Options": {"com.docker.network.bridge.name": "this-name-is-far-too-long"}}',
          "invalid bridge name"),
+        # the kernel takes ASCII names only, and never "." or ".."
+        (b'{"Name": "x", "Options": {"com.docker.network.bridge.name": "\\u00e9t\\u00e9"}}',
+         "invalid bridge name"),
+        (b'{"Name": "x", "Options": {"com.docker.network.bridge.name": ".."}}', "invalid bridge name"),
+        (b'{"Name": "x", "Options": {"com.docker.network.bridge.name": "br\\n"}}',
+         "invalid bridge name"),
     ],
 )  # fmt: skip
 def test_create_rejects(shared_host: Host, raw: bytes, fragment: str) -> None:

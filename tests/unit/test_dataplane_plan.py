@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +30,7 @@ from dataplane.model import (
     bridge_alias,
     endpoint_alias,
 )
+from dataplane.names import valid_ifname
 from dataplane.plan import assess, plan
 
 
@@ -310,3 +312,13 @@ def test_internal_bridge_does_not_enable_forwarding() -> None:
     internal = _bridge(2, "n2", "br1", internal=True, masq=True, icc=True)
     ops = plan(Desired(frozenset({internal})), Observed())
     assert EnableIpForward() not in ops
+
+
+@pytest.mark.parametrize("name", ["br0", "br-0a1b2c3d4e5f", "a.b_c-d", "x" * 15])
+def test_interface_names_the_kernel_takes(name: str) -> None:
+    assert valid_ifname(name)
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "x" * 16, "été", "br\n", "a b", "a/b", "²"])
+def test_interface_names_the_kernel_refuses(name: str) -> None:
+    assert not valid_ifname(name)
