@@ -101,6 +101,8 @@ class SwarmNetworks(Protocol):
 
     def active(self) -> bool: ...
 
+    def state_known(self) -> bool: ...
+
     def is_manager(self) -> bool: ...
 
     def network_records(self) -> dict[str, NetworkRecord]: ...
@@ -913,6 +915,11 @@ class NetworkService:
         ipsec = self.swarm.ipsec_spec()
         if ipsec is not None and not ipsec.hold and self._kernel.esp_support() is not None:
             ipsec = None
+        if self.swarm.active() and not self.swarm.state_known():
+            # without the swarm's state, its networks would look deleted: tearing down the
+            # sandboxes would cut every container's overlay traffic until the state is back
+            return Desired(bridges=frozenset(bridges), endpoints=frozenset(endpoints),
+                           ipsec=ipsec, hold_overlays=True)  # fmt: skip
         if not overlays:
             vtep = self.swarm.vtep() if ipsec is not None else None
             return Desired(bridges=frozenset(bridges), endpoints=frozenset(endpoints),

@@ -58,6 +58,10 @@ class SwarmNetworkAdapter:
     def active(self) -> bool:
         return self._svc.identity is not None
 
+    def state_known(self) -> bool:
+        """False while this node is in a swarm but holds no copy of its state."""
+        return self._svc.view() is not None
+
     def is_manager(self) -> bool:
         return self._svc.control_available
 

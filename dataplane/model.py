@@ -117,6 +117,9 @@ class Desired:
     # VTEP; None leaves existing vxlan devices and their entries as they are
     vtep: IPv4Address | None = None
     ipsec: IpsecSpec | None = None  # None: the swarm has no encrypted network (or no swarm)
+    # in a swarm whose state is not known right now (a failed start of the manager, a role
+    # switch): sandboxes, their endpoints and peers stay exactly as they are in the kernel
+    hold_overlays: bool = False
 
 
 # --- what observe() saw ----------------------------------------------------------------------

@@ -35,7 +35,7 @@ from .model import (
 )
 from .names import valid_ifname
 from .overlay_assess import OverlayAssessment, assess_overlays
-from .overlay_plan import plan_overlays
+from .overlay_plan import OverlayPlan, plan_overlays
 
 
 @dataclass
@@ -65,6 +65,8 @@ def assess(desired: Desired, observed: Observed, *, run_dir: str = DEFAULT_RUN_D
     out = _assess_host(_host_only(desired), observed)
     inside = {(e.netns_path, e.ifname) for e in out.endpoints}
     bridge_ids = {b.network_id for b in desired.bridges}
+    if desired.hold_overlays:
+        return out  # nothing about overlays is known: nothing to say about them either
     out.overlay = assess_overlays(desired, observed, run_dir, inside, bridge_ids)
     out.gone += out.overlay.gone
     out.problems += out.overlay.problems
@@ -209,7 +211,10 @@ def plan_assessed(
     host = _host_only(desired)
     links = observed.links
     idents = _identities(host, a)
-    overlay = plan_overlays(desired, observed, a.overlay, run_dir)
+    if desired.hold_overlays:
+        overlay = OverlayPlan()
+    else:
+        overlay = plan_overlays(desired, observed, a.overlay, run_dir)
     blockers = _blockers(a, links, idents, overlay.host_blockers)
     present = {n: link for n, link in links.items() if n not in blockers}
 

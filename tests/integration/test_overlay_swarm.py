@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from dataplane.layout import run_dir_for, sandbox_path
 from tests.integration.cluster import Cluster, cluster_of, form_swarm
 from tests.integration.harness import Host, Netns, wait_for
 
@@ -240,3 +243,43 @@ def test_graceful_restart_keeps_traffic_and_the_sandbox(lab: Cluster) -> None:
     h[1].docker("network", "disconnect", "graceful-net", a.name)
     h[2].docker("network", "disconnect", "graceful-net", b.name)
     h[0].docker("network", "rm", "graceful-net")
+
+
+def test_a_restart_without_the_swarms_state_leaves_the_overlay_alone(lab: Cluster) -> None:
+    """A worker that restarts knowing it is in a swarm but holding none of its state (no
+    saved view, the managers out of reach) must not take the swarm's networks for deleted:
+    its sandbox, the container's interface and the traffic stay until the state is back."""
+    h = lab.hosts
+    net_id = h[0].docker("network", "create", "-d", "overlay", "--attachable", "--subnet",
+                         "10.77.8.0/24", "held-net").stdout.strip()  # fmt: skip
+    wait_for(lambda: h[2].docker("network", "inspect", "held-net", check=False).returncode == 0,
+             timeout=10, what="held-net on host2")  # fmt: skip
+    a, b = h[1].container("ha"), h[2].container("hb")
+    h[1].docker("network", "connect", "held-net", a.name)
+    h[2].docker("network", "connect", "held-net", b.name)
+    ip = ip_of(h[2], "held-net", b.name)
+    wait_for(lambda: ping(a, ip), timeout=10, what="ping before the restart")
+    sandbox = sandbox_path(run_dir_for(h[2].state_dir), net_id)
+    inode = os.stat(sandbox).st_ino
+    block = "ovtheld"
+    h[2].kill9()
+    os.unlink(Path(h[2].state_dir) / "swarm" / "view.json")
+    h[2].ns.sh("nft", f"add table inet {block}; add chain inet {block} out "
+               "{ type filter hook output priority 0; }; "
+               f"add rule inet {block} out tcp dport 2377 drop")  # fmt: skip
+    try:
+        h[2].start()  # returns once the start-up converge has run, without the state
+        info = h[2].request("GET", "/info").json()
+        assert info["Swarm"]["LocalNodeState"] == "pending"  # in a swarm, no manager reached
+        assert os.stat(sandbox).st_ino == inode, "the sandbox was made again"
+        assert ip in b.sh("ip", "-o", "-4", "addr", "show", "eth0").stdout
+        assert ping(a, ip, count=3)
+    finally:
+        h[2].ns.sh("nft", "delete", "table", "inet", block, check=False)
+    wait_for(lambda: h[2].docker("network", "inspect", "held-net", check=False).returncode == 0,
+             timeout=15, what="host2 to get the swarm's state back")  # fmt: skip
+    assert os.stat(sandbox).st_ino == inode
+    assert ping(a, ip, count=3)
+    h[1].docker("network", "disconnect", "held-net", a.name)
+    h[2].docker("network", "disconnect", "held-net", b.name)
+    h[0].docker("network", "rm", "held-net")

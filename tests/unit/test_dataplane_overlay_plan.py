@@ -490,6 +490,15 @@ def test_no_local_endpoint_no_sandbox_and_the_last_one_removes_it() -> None:
     assert plan(d, state, run_dir=RUN) == [DelSandbox(P)]
 
 
+def test_held_overlays_are_left_exactly_as_they_are() -> None:
+    """The swarm's state unknown (a failed manager start, a role switch): no network looks
+    deleted, nothing in or about a sandbox is touched, not even what looks stale."""
+    _, state = converge(_desired(_peers(3)), LIVE)
+    held = Desired(hold_overlays=True)
+    assert plan(held, state, run_dir=RUN) == []
+    assert plan(Desired(), state, run_dir=RUN) == [DelSandbox(P)]  # what holding prevents
+
+
 def test_peers_are_batched_one_op_per_sandbox() -> None:
     ops, state = converge(_desired(_peers(500)), LIVE)
     (batch,) = [op for op in ops if isinstance(op, ProgramPeers)]
