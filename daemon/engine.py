@@ -223,18 +223,25 @@ class Engine:
     async def _reconcile_loop(self) -> None:
         """Converge as soon as a change asks for it, and every few seconds regardless."""
         changed = self.networks.changed
+        loop = asyncio.get_running_loop()
+        last_fresh = loop.time()
         while True:
+            idle = False
             try:
                 async with asyncio.timeout(RECONCILE_INTERVAL):
                     await changed.wait()
-                fresh = False  # our own change: plan against what we know is there
             except TimeoutError:
-                fresh = True  # safety net: re-read the whole kernel
+                idle = True
+            # our own change: plan against what we know is there; but re-read the whole
+            # kernel every few seconds even when changes never stop (a busy cluster)
+            fresh = idle or loop.time() - last_fresh >= RECONCILE_INTERVAL
+            if fresh:
+                last_fresh = loop.time()
             changed.clear()
             self.gossip.wake.set()  # publish local endpoint changes
             try:
                 await self.networks.converge(fresh=fresh)
             except Exception as exc:  # the safety net must never die
                 log.warning("reconcile failed", error=str(exc))
-            if fresh:
+            if idle:
                 release_free_memory()

@@ -246,10 +246,13 @@ class NetworkService:
     # ----- start-up -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Create the predefined networks on first start, then converge the kernel."""
+        """Create the predefined networks on first start, then converge the kernel. What
+        cannot be made now (a foreign device in the way, say) is logged and retried by the
+        reconcile loop: one bad object must not keep the daemon, and every other
+        container's network, down."""
         async with self._lock:
             self._ensure_predefined()
-            await self._converge_locked(fresh=True)
+            await self._converge_locked(best_effort=True, fresh=True)
 
     def _ensure_predefined(self) -> None:
         names = {n.name for n in self._networks.values()}

@@ -108,6 +108,8 @@ class Dataplane:
                 ops, verdict = plan_assessed(desired, observed, run_dir=self.run_dir or "",
                                              nft=self.nft)  # fmt: skip
                 xfrm_failed = False
+                if ops:
+                    self._known = None  # until the round is through (or if it is cancelled)
                 for op in ops:
                     if xfrm_failed and isinstance(op, ProgramXfrm):
                         failures.append(f"{_describe(op)}: held back, an earlier xfrm change "
@@ -123,9 +125,15 @@ class Dataplane:
                         log.warning("dataplane op failed: %r: %s", op, e)
                         failures.append(f"{_describe(op)}: {e}")
                         xfrm_failed = xfrm_failed or isinstance(op, ProgramXfrm)
-                    else:
-                        applied.append(op)
+                        continue
+                    applied.append(op)
+                    try:
                         state = after(state, op)
+                    except Exception as e:  # an earlier op it builds on failed: the model
+                        # no longer knows the kernel; later ops still run, the next round
+                        # plans from a fresh dump
+                        log.warning("dataplane state lost track after %r: %r", op, e)
+                        failures.append(f"{_describe(op)}: applied, but on an unexpected base")
                 self._known = None if failures else state
                 if not failures:
                     break
