@@ -282,11 +282,14 @@ class DelAddr:
 
 @dataclass(frozen=True)
 class DelLink:
-    """Delete an owned link; apply re-checks the alias so a foreign device is never hit."""
+    """Delete an owned link; apply re-checks the alias so a foreign device is never hit.
+    `half_made`: a host device of a name only overlayd makes, left without its alias by a
+    crash between its create and the request that sets the alias (alias "" re-checked)."""
 
     ifname: str
     alias: str
     netns: str | None = None
+    half_made: bool = False
 
 
 @dataclass(frozen=True)

@@ -154,8 +154,8 @@ async def apply_link_op(ipr: AsyncIPRoute, op: LinkOp) -> None:
             await ipr.addr("replace", index=await index_of(ipr, ifname), **_addr(address))
         case DelAddr(ifname, address):
             await _del_addr(ipr, ifname, address)
-        case DelLink(ifname, alias, netns):
-            await _del_link(ipr, ifname, alias, unaliased_ok=netns is not None)
+        case DelLink(ifname, alias, netns, half_made):
+            await _del_link(ipr, ifname, alias, unaliased_ok=netns is not None or half_made)
         case _:
             raise TypeError(f"not a link op: {op!r}")
 

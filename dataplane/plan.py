@@ -48,6 +48,7 @@ class Assessment:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # noted, but not failures
     overlay: OverlayAssessment = field(default_factory=OverlayAssessment)
+    half_made: set[str] = field(default_factory=set)  # see _half_made: deleted, made again
 
 
 def _host_only(desired: Desired) -> Desired:
@@ -80,7 +81,7 @@ def _assess_host(desired: Desired, observed: Observed) -> Assessment:
     taken: set[str] = set()
     aliases: set[str] = set()
 
-    def claim(name: str, alias: str, what: str) -> bool:
+    def claim(name: str, alias: str, what: str, kind: str, ours_by_name: bool) -> bool:
         if alias in aliases:
             out.problems.append(f"{what}: declared twice")
             return False
@@ -92,8 +93,10 @@ def _assess_host(desired: Desired, observed: Observed) -> Assessment:
             return False
         link = links.get(name)
         if link is not None and not link.owned:
-            out.problems.append(f"{what}: {name!r} exists and is not overlayd's")
-            return False
+            if not (ours_by_name and _half_made(link, kind)):
+                out.problems.append(f"{what}: {name!r} exists and is not overlayd's")
+                return False
+            out.half_made.add(name)
         taken.add(name)
         aliases.add(alias)
         return True
@@ -101,7 +104,9 @@ def _assess_host(desired: Desired, observed: Observed) -> Assessment:
     usable: dict[str, BridgeSpec] = {}
     inside: set[tuple[str, str]] = set()  # (netns path, container ifname)
     for b in sorted(desired.bridges, key=lambda b: (b.ifname, b.network_id)):
-        if claim(b.ifname, bridge_alias(b.network_id), f"network {b.network_id}"):
+        generated = b.ifname == f"br-{b.network_id[:12]}"
+        if claim(b.ifname, bridge_alias(b.network_id), f"network {b.network_id}", "bridge",
+                 generated):  # fmt: skip
             usable[b.ifname] = b
             out.bridges.append(b)
     for e in sorted(desired.endpoints, key=lambda e: e.endpoint_id):
@@ -115,10 +120,18 @@ def _assess_host(desired: Desired, observed: Observed) -> Assessment:
             out.problems.append(f"{what}: invalid container interface name {e.ifname!r}")
         elif (e.netns_path, e.ifname) in inside:
             out.problems.append(f"{what}: {e.ifname!r} used twice in {e.netns_path}")
-        elif claim(e.host_ifname, endpoint_alias(e.network_id, e.endpoint_id), what):
+        elif claim(e.host_ifname, endpoint_alias(e.network_id, e.endpoint_id), what, "veth",
+                   e.host_ifname == f"ove-{e.endpoint_id[:11]}"):  # fmt: skip
             inside.add((e.netns_path, e.ifname))
             out.endpoints.append(e)
     return out
+
+
+def _half_made(link: ObservedLink, kind: str) -> bool:
+    """What a kill -9 between a create and the request that sets the alias leaves: the
+    kind asked for, no alias, down. Only for names overlayd derives from its own random
+    IDs (br-<network>, ove-<endpoint>), which nobody else makes."""
+    return not link.alias and not link.up and link.kind == kind
 
 
 def _identities(desired: Desired, a: Assessment) -> dict[str, tuple[str, str]]:
@@ -164,6 +177,8 @@ def _blockers(
             out[link.ifname] = link
     for name in extra:
         out[name] = links[name]
+    for name in a.half_made:
+        out[name] = links[name]
     return out
 
 
@@ -191,7 +206,7 @@ def _endpoint_ops(e: EndpointSpec, link: ObservedLink | None, bridge_new: bool) 
 
 
 def _del(link: ObservedLink) -> DelLink:
-    return DelLink(link.ifname, link.alias or "")
+    return DelLink(link.ifname, link.alias or "", half_made=not link.owned)
 
 
 def _ports_first(link: ObservedLink) -> tuple[bool, str]:

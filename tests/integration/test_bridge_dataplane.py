@@ -204,3 +204,37 @@ def test_iptables_false_writes_no_rules_and_bridges_still_work() -> None:
         assert h.ns.sh("nft", "list", "ruleset").stdout.strip() == ""
     finally:
         h.close()
+
+
+def test_devices_a_crash_left_without_alias_are_made_again(host: Host) -> None:
+    """kill -9 between `ip link add` and the request that sets the alias: a down device
+    without alias under the name overlayd derives from the network's or endpoint's ID. The
+    restart redoes it (it used to be "exists and is not overlayd's" for good)."""
+    host.docker("network", "create", "--subnet", "10.87.0.0/24", "halfmade")
+    a, b = host.container("a"), host.container("b")
+    host.docker("network", "connect", "halfmade", a.name)
+    host.docker("network", "connect", "halfmade", b.name)
+    doc = json.loads(host.docker("network", "inspect", "halfmade").stdout)[0]
+    bridge = f"br-{doc['Id'][:12]}"
+    ep_b = next(ep for ep in doc["Containers"].values() if ep["Name"] == b.name)["EndpointID"]
+    veth = f"ove-{ep_b[:11]}"
+    ip_b = ip_of(host, "halfmade", b)
+    host.kill9()
+    # what the crash would have left: the bridge and b's veth as just created, nothing more
+    host.ns.sh("ip", "link", "del", veth)
+    host.ns.sh("ip", "link", "del", bridge)
+    host.ns.sh("ip", "link", "add", bridge, "type", "bridge")
+    host.ns.sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "ovtpeer0")
+    host.start()
+
+    def redone() -> bool:
+        links = {x["ifname"]: x for x in json.loads(host.ns.sh("ip", "-j", "link").stdout)}
+        return all(links.get(n, {}).get("ifalias", "").startswith("overlayd:")
+                   and "UP" in links[n]["flags"] for n in (bridge, veth))  # fmt: skip
+
+    wait_for(redone, timeout=10, what="the half-made bridge and veth made again")
+    assert "ovtpeer0" not in host.ns.sh("ip", "-o", "link").stdout  # its pair went with it
+    wait_for(lambda: pings(a, ip_b), timeout=10, what="a -> b again")
+    host.docker("network", "disconnect", "halfmade", a.name)
+    host.docker("network", "disconnect", "halfmade", b.name)
+    host.docker("network", "rm", "halfmade")

@@ -64,8 +64,11 @@ class FakeKernel:
                     assert links[master].kind == "bridge"
             case AddAddr(name, _) | DelAddr(name, _):
                 self._owned(name)
-            case DelLink(name, alias):
-                assert self._owned(name).alias == alias
+            case DelLink(name, alias, _netns, half_made):
+                if half_made:  # what _del_link re-checks: still without alias
+                    assert not links[name].alias and alias == "", f"{name} is not half-made"
+                else:
+                    assert self._owned(name).alias == alias
             case EnableIpForward() | ApplyNft(_):
                 pass
             case _:
@@ -298,6 +301,38 @@ def test_half_made_endpoint_is_recreated() -> None:
     o = as_observed(d)
     o.links["ve0"] = replace(o.links["ve0"], up=False, master=None)
     assert plan(d, o) == [DelLink("ve0", endpoint_alias("n1", "e1")), CreateEndpoint(EP)]
+
+
+def test_devices_left_without_alias_by_a_crash_are_redone_when_the_name_is_ours() -> None:
+    """kill -9 between `link add` and the request that sets the alias leaves a down device
+    without alias. A name overlayd derives from its own IDs is redone; the same state
+    under a name someone could have chosen is reported and left alone."""
+    net, eid = "a1b2c3d4e5f6" * 5, "f" * 64
+    br = replace(BR, network_id=net, ifname=f"br-{net[:12]}")
+    ep = replace(EP, network_id=net, endpoint_id=eid, bridge=br.ifname,
+                 host_ifname=f"ove-{eid[:11]}")  # fmt: skip
+    d = Desired(frozenset({br}), frozenset({ep}))
+    crashed = Observed(
+        links={
+            br.ifname: ObservedLink(br.ifname, "bridge", None, 1500, False),
+            ep.host_ifname: ObservedLink(ep.host_ifname, "veth", None, 1500, False),
+        },
+        live_netns=frozenset({ep.netns_path}),
+    )
+    ops = plan(d, crashed)
+    assert ops[:2] == [DelLink(ep.host_ifname, "", half_made=True),
+                       DelLink(br.ifname, "", half_made=True)]  # fmt: skip
+    assert {type(op) for op in ops[2:]} >= {CreateBridge, CreateEndpoint}
+    assert converge(d, crashed)[1] == as_observed(d)
+    # up, or another kind, or a name a user picked: not a crash of ours
+    for link in (replace(crashed.links[br.ifname], up=True),
+                 replace(crashed.links[br.ifname], kind="veth")):  # fmt: skip
+        o = replace(crashed, links={br.ifname: link})
+        assert not any(isinstance(op, DelLink) for op in plan(d, o))
+        assert any("is not overlayd's" in p for p in assess(d, o).problems)
+    user = Desired(frozenset({BR}))  # br0: a name the user asked for
+    o = Observed(links={"br0": ObservedLink("br0", "bridge", None, 1500, False)})
+    assert plan(user, o) == []
 
 
 def test_removed_network_deletes_ports_then_bridge_and_rules() -> None:
