@@ -101,7 +101,12 @@ class _KernelAdapter:
         if fresh:
             self.routes = await host_routes()
         result = await self._dataplane.reconcile(desired, fresh=fresh)
-        return Convergence(gone=frozenset(e.endpoint_id for e in result.gone), errors=result.errors)
+        return Convergence(
+            gone=frozenset(e.endpoint_id for e in result.gone),
+            errors=result.errors,
+            not_in_place=result.not_in_place,
+            host_wide_failure=result.host_wide_failure,
+        )
 
 
 class Engine:

@@ -134,6 +134,8 @@ class SwarmNetworks(Protocol):
 class Convergence:
     gone: frozenset[str] = frozenset()  # endpoint IDs whose container netns no longer exists
     errors: tuple[str, ...] = ()  # what the kernel refused; retried on the next converge
+    not_in_place: frozenset[str] = frozenset()  # endpoint IDs the kernel does not hold as wanted
+    host_wide_failure: bool = False  # nftables, ip_forward or xfrm: every endpoint's concern
 
 
 @dataclass
@@ -683,7 +685,7 @@ class NetworkService:
             for e in new_eps:
                 self._endpoints[e.id] = e
             try:
-                gone = await self._converge_locked()
+                gone = await self._converge_locked(require=[e.id for e in new_eps])
                 if ep.id in gone:
                     raise NotFound(f"No such container: {req.container}")
             except Exception:
@@ -980,7 +982,7 @@ class NetworkService:
             try:
                 result = await self._kernel.converge(desired, fresh)
             except Exception as exc:
-                result = Convergence(errors=(str(exc),))
+                result = Convergence(errors=(str(exc),), host_wide_failure=True)
             self._applied_generation = generation
             return result
 
@@ -1000,12 +1002,17 @@ class NetworkService:
                 self._forget_gone(result.gone)
             self.changed.set()  # their veths go on the next round
 
-    async def _converge_locked(self, best_effort: bool = False, fresh: bool = False) -> set[str]:
+    async def _converge_locked(
+        self, best_effort: bool = False, fresh: bool = False, require: Iterable[str] = ()
+    ) -> set[str]:
         """Converge now, under the lock, for a change the caller is about to acknowledge.
-        Strict mode raises on any kernel error so the caller can roll back."""
+        Strict mode raises, so the caller can roll back, when an endpoint in `require` is
+        not in place or a host-wide op failed; errors about other objects (a foreign
+        device on another network's name, say) are logged and retried, not blamed on it."""
         result = await self._reconcile(self.desired(), self._generation, fresh)
         if result.errors:
-            if not best_effort:
+            concerned = result.host_wide_failure or bool(set(require) & result.not_in_place)
+            if not best_effort and concerned:
                 raise SystemError_(f"failed to program the kernel: {'; '.join(result.errors)}")
             log.warning("kernel converge incomplete; will retry", errors=list(result.errors))
         if best_effort and result.gone:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from . import nftables, sysctl
 from .effects import after
+from .in_place import not_in_place
 from .ipsec_plan import policies_ready
 from .model import (
     ApplyNft,
@@ -53,6 +54,10 @@ class ReconcileResult:
     gone: tuple[EndpointSpec, ...]  # desired endpoints whose netns no longer exists
     errors: tuple[str, ...]  # failed ops and desired objects that cannot be realized
     warnings: tuple[str, ...] = ()  # e.g. remote peers skipped as inconsistent
+    # desired endpoints not in place after this call (in_place.py), and whether an op
+    # every endpoint relies on (nftables, ip_forward, xfrm) failed
+    not_in_place: frozenset[str] = frozenset()
+    host_wide_failure: bool = False
 
     @property
     def ok(self) -> bool:
@@ -93,6 +98,7 @@ class Dataplane:
         """Converge. `fresh=False` plans against what the last reconcile left (no dump):
         for changes made through overlayd itself; the periodic safety net passes True."""
         async with self._lock:
+            wanted = desired
             desired, refused = self._supported(desired)
             applied: list[Op] = []
             for _ in range(_ROUNDS):
@@ -104,6 +110,7 @@ class Dataplane:
                         self._known, live_netns=frozenset(p for p in paths if is_netns(p))
                     )
                 failures: list[str] = []
+                failed: list[Op] = []
                 state = observed
                 ops, verdict = plan_assessed(desired, observed, run_dir=self.run_dir or "",
                                              nft=self.nft)  # fmt: skip
@@ -114,16 +121,19 @@ class Dataplane:
                     if xfrm_failed and isinstance(op, ProgramXfrm):
                         failures.append(f"{_describe(op)}: held back, an earlier xfrm change "
                                         "failed (removals only after every addition)")  # fmt: skip
+                        failed.append(op)
                         continue
                     if _cleartext_risk(op, state):
                         failures.append(f"{_describe(op)}: its ESP policies are not in place; "
                                         "not made, so that nothing leaves in cleartext")  # fmt: skip
+                        failed.append(op)
                         continue
                     try:
                         await self._apply(op)
                     except Exception as e:  # report, re-observe, never crash the daemon
                         log.warning("dataplane op failed: %r: %s", op, e)
                         failures.append(f"{_describe(op)}: {e}")
+                        failed.append(op)
                         xfrm_failed = xfrm_failed or isinstance(op, ProgramXfrm)
                         continue
                     applied.append(op)
@@ -134,17 +144,24 @@ class Dataplane:
                         # plans from a fresh dump
                         log.warning("dataplane state lost track after %r: %r", op, e)
                         failures.append(f"{_describe(op)}: applied, but on an unexpected base")
+                        failed.append(op)
                 self._known = None if failures else state
                 if not failures:
                     break
                 fresh = True
             if applied:
                 log.info("dataplane applied: %s", ", ".join(_describe(op) for op in applied))
+            usable = [*verdict.endpoints, *(e for eps in verdict.overlay.endpoints.values()
+                                            for e in eps)]  # fmt: skip
+            blocked, host_wide = not_in_place(wanted, usable, verdict.gone, failed,
+                                              self.run_dir or "")  # fmt: skip
             return ReconcileResult(
                 applied=tuple(applied),
                 gone=tuple(verdict.gone),
                 errors=tuple(refused + verdict.problems + failures),
                 warnings=tuple(verdict.warnings),
+                not_in_place=blocked,
+                host_wide_failure=host_wide,
             )
 
     def _supported(self, desired: Desired) -> tuple[Desired, list[str]]:

@@ -238,3 +238,33 @@ def test_devices_a_crash_left_without_alias_are_made_again(host: Host) -> None:
     host.docker("network", "disconnect", "halfmade", a.name)
     host.docker("network", "disconnect", "halfmade", b.name)
     host.docker("network", "rm", "halfmade")
+
+
+def test_a_broken_network_does_not_fail_connects_to_the_others(host: Host) -> None:
+    """A foreign device took one network's bridge name while overlayd was down: that
+    network's connects fail (clearly, leaving nothing behind); every other network's
+    connects work as before."""
+    host.docker("network", "create", "--subnet", "10.88.0.0/24", "taken")
+    host.docker("network", "create", "--subnet", "10.89.0.0/24", "fine")
+    taken_id = json.loads(host.docker("network", "inspect", "taken").stdout)[0]["Id"]
+    bridge = f"br-{taken_id[:12]}"
+    host.stop()
+    host.ns.sh("ip", "link", "del", bridge)
+    host.ns.sh("ip", "link", "add", bridge, "type", "veth", "peer", "name", "ovtpeer1")
+    host.ns.sh("ip", "link", "set", bridge, "up")  # someone else's device, in use
+    try:
+        host.start()
+        a, b = host.container("a"), host.container("b")
+        host.docker("network", "connect", "fine", a.name)
+        host.docker("network", "connect", "fine", b.name)
+        assert pings(a, ip_of(host, "fine", b))
+        res = host.docker("network", "connect", "taken", a.name, check=False)
+        assert res.returncode != 0 and bridge in res.stderr, res.stderr
+        assert "10.88.0." not in a.sh("ip", "-4", "-o", "addr").stdout  # nothing left behind
+        assert host.request("GET", "/networks/taken").json()["Containers"] == {}
+        assert bridge in host.ns.sh("ip", "-o", "link", "show", bridge).stdout  # untouched
+    finally:
+        host.ns.sh("ip", "link", "del", bridge, check=False)
+    for c in (a, b):
+        host.docker("network", "disconnect", "fine", c.name)
+    host.docker("network", "rm", "fine", "taken")

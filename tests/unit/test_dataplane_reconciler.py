@@ -62,3 +62,30 @@ def test_a_half_failed_op_does_not_stop_the_other_networks() -> None:
     asyncio.run(dp.reconcile(desired, fresh=False))
     assert len(dumps) > before
     asyncio.run(dp.close())
+
+
+def test_failures_are_traced_to_the_endpoints_they_concern() -> None:
+    from dataplane.in_place import not_in_place
+    from dataplane.model import AddAddr, ApplyNft, DelLink, NftRuleset, ProgramPeers
+
+    (o1, e1), (o2, e2) = _network(1), _network(2)
+    d = Desired(overlays=frozenset({o1, o2}), endpoints=frozenset({e1, e2}))
+    run = "/run/overlayd/x"
+    both = [e1, e2]
+
+    def check(failed: list[Op], usable: list[EndpointSpec] = both) -> tuple[set[str], bool]:
+        blocked, host_wide = not_in_place(d, usable, [], failed, run)
+        return set(blocked), host_wide
+
+    assert check([]) == (set(), False)
+    assert check([], [e2]) == ({e1.endpoint_id}, False)  # not usable: a problem of its own
+    assert check([CreateEndpoint(e2, "x")]) == ({e2.endpoint_id}, False)
+    # a sandbox op concerns every endpoint of that network, and only those
+    assert check([ProgramPeers(f"{run}/netns/ovl-{o1.network_id[:10]}", "vxlan0")]) == (
+        {e1.endpoint_id}, False,
+    )  # fmt: skip
+    assert check([AddAddr("br0", o2.gateway, f"{run}/netns/ovl-{o2.network_id[:10]}")]) == (
+        {e2.endpoint_id}, False,
+    )  # fmt: skip
+    assert check([DelLink("old", "overlayd:z")]) == (set(), False)  # a stale removal: nobody's
+    assert check([ApplyNft(NftRuleset("", None))]) == (set(), True)  # everyone's isolation
