@@ -910,6 +910,7 @@ class NetworkService:
                         mac=ep.mac,
                         mtu=mtu,
                         default_gateway=IPv4Address(ep.gateway) if ep.gateway else None,
+                        netns_key=ep.netns_key or None,
                     )
                 )
         overlays, used = self._overlay_desired(endpoints)
@@ -962,6 +963,7 @@ class NetworkService:
                     mac=ep.mac,
                     mtu=spec.mtu,
                     default_gateway=IPv4Address(ep.gateway) if ep.gateway else None,
+                    netns_key=ep.netns_key or None,
                 )
             )
         return overlays, {o.network_id for o in overlays}

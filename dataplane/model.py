@@ -81,6 +81,9 @@ class EndpointSpec:
     mac: str  # "02:42:ac:12:00:02"
     mtu: int = 1500
     default_gateway: IPv4Address | None = None  # set on the container's first network only
+    # the namespace's identity when it was connected (netns.netns_key): a /proc/PID/ns/net
+    # whose PID now belongs to another process names another namespace; None: not checked
+    netns_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,9 @@ def resolve_container(ref: str) -> ContainerNetns:
     ref = ref.strip()
     if not ref:
         raise LookupError("empty container reference")
-    if ref.isdigit():
+    if "\0" in ref:
+        raise LookupError(f"invalid container reference {ref!r}")
+    if ref.isascii() and ref.isdigit():  # "²".isdigit() is True, int("²") fails
         path, name = f"/proc/{int(ref)}/ns/net", f"pid-{int(ref)}"
     elif "/" in ref:
         path = os.path.abspath(ref)

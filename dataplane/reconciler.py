@@ -36,7 +36,7 @@ from .model import (
     ProgramXfrm,
 )
 from .netlink import Netlink
-from .netns import is_netns
+from .netns import is_netns, netns_key
 from .overlay_netlink import Overlays
 from .plan import plan_assessed
 from .xfrm import Xfrm
@@ -100,6 +100,7 @@ class Dataplane:
         async with self._lock:
             wanted = desired
             desired, refused = self._supported(desired)
+            desired, replaced = _namespaces_replaced(desired)
             applied: list[Op] = []
             for _ in range(_ROUNDS):
                 if fresh or self._known is None:
@@ -153,11 +154,11 @@ class Dataplane:
                 log.info("dataplane applied: %s", ", ".join(_describe(op) for op in applied))
             usable = [*verdict.endpoints, *(e for eps in verdict.overlay.endpoints.values()
                                             for e in eps)]  # fmt: skip
-            blocked, host_wide = not_in_place(wanted, usable, verdict.gone, failed,
-                                              self.run_dir or "")  # fmt: skip
+            blocked, host_wide = not_in_place(wanted, usable, [*verdict.gone, *replaced],
+                                              failed, self.run_dir or "")  # fmt: skip
             return ReconcileResult(
                 applied=tuple(applied),
-                gone=tuple(verdict.gone),
+                gone=(*verdict.gone, *replaced),
                 errors=tuple(refused + verdict.problems + failures),
                 warnings=tuple(verdict.warnings),
                 not_in_place=blocked,
@@ -193,6 +194,19 @@ class Dataplane:
                 await self._overlays.close()
             await self._netlink.close()
             self._xfrm.close()
+
+
+def _namespaces_replaced(desired: Desired) -> tuple[Desired, list[EndpointSpec]]:
+    """Endpoints whose path now names another namespace than the one connected (a
+    /proc/PID/ns/net whose PID was reused, a /run/netns name made again): that container
+    is gone, and nothing may be made in the namespace that took its place."""
+    moved = [
+        e for e in desired.endpoints
+        if e.netns_key is not None and netns_key(e.netns_path) not in (None, e.netns_key)
+    ]  # fmt: skip
+    if not moved:
+        return desired, []
+    return replace(desired, endpoints=desired.endpoints - frozenset(moved)), moved
 
 
 def _cleartext_risk(op: Op, state: Observed) -> bool:

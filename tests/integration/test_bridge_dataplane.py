@@ -268,3 +268,26 @@ def test_a_broken_network_does_not_fail_connects_to_the_others(host: Host) -> No
     for c in (a, b):
         host.docker("network", "disconnect", "fine", c.name)
     host.docker("network", "rm", "fine", "taken")
+
+
+def test_a_namespace_made_again_under_the_same_name_is_another_container(host: Host) -> None:
+    """The connected namespace is gone and a new one sits at its path (a reused PID's
+    /proc/PID/ns/net, or `ip netns add` of the same name): the endpoint goes, and overlayd
+    never builds the old container's interface, address and route into the newcomer."""
+    host.docker("network", "create", "--subnet", "10.90.0.0/24", "reborn")
+    a, b = host.container("a"), host.container("b")
+    host.docker("network", "connect", "reborn", a.name)
+    host.docker("network", "connect", "reborn", b.name)
+    subprocess.run(["ip", "netns", "del", a.name], check=True)
+    subprocess.run(["ip", "netns", "add", a.name], check=True)  # the newcomer
+    host.docker("network", "disconnect", "reborn", b.name)  # any change: a converge runs
+
+    def forgotten() -> bool:
+        doc = json.loads(host.docker("network", "inspect", "reborn").stdout)[0]
+        return doc["Containers"] == {}
+
+    wait_for(forgotten, timeout=15, what="the replaced container's endpoint forgotten")
+    names = [x["ifname"] for x in json.loads(a.sh("ip", "-j", "link").stdout)]
+    assert names == ["lo"]
+    assert "10.90.0." not in a.sh("ip", "-4", "-o", "addr").stdout
+    host.docker("network", "rm", "reborn")

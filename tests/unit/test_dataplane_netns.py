@@ -30,7 +30,7 @@ def test_regular_file_is_not_a_netns(tmp_path) -> None:
     assert not is_netns(str(f))
 
 
-@pytest.mark.parametrize("ref", ["", "..", "a b", "x;y"])
+@pytest.mark.parametrize("ref", ["", "..", "a b", "x;y", "²", "¹²³", "/proc/self/ns/net\0", "x\0"])
 def test_invalid_refs(ref: str) -> None:
     with pytest.raises(LookupError):
         resolve_container(ref)
