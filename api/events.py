@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 from aiohttp import web
 
 from api.keys import ENGINE
 from daemon.errors import InvalidParameter
 from daemon.events import event_matches, parse_timestamp
-from daemon.filters import parse_filters
+from daemon.filters import Filters, parse_filters
+from daemon.logs import get_logger
+
+log = get_logger("overlayd.api")
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -33,30 +37,43 @@ async def events(request: web.Request) -> web.StreamResponse:
     response.enable_chunked_encoding()
     try:
         await response.prepare(request)
-
-        async def emit(ev) -> bool:  # type: ignore[no-untyped-def]
-            if until_ns is not None and ev.time_nano > until_ns:
-                return False
-            if event_matches(ev, filters):
-                await response.write(json.dumps(ev.to_docker()).encode() + b"\n")
-            return True
-
-        for ev in past:
-            if not await emit(ev):
-                return response
-        while engine.events.is_subscribed(queue):
-            timeout = None
-            if until_ns is not None:
-                timeout = until_ns / 1e9 - time.time()
-                if timeout <= 0:
-                    break
-            try:
-                ev = await asyncio.wait_for(queue.get(), timeout)
-            except TimeoutError:
-                break
-            if ev is None or not await emit(ev):
-                break
+        await _stream(response, engine.events, past, queue, filters, until_ns)
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise  # the client went away: nothing more to send
+    except Exception:
+        # the 200 and part of the stream are out: an error response now would land inside
+        # the chunked body; end the stream cleanly instead
+        log.exception("event stream ended by an error")
     finally:
         engine.events.unsubscribe(queue)
     await response.write_eof()
     return response
+
+
+async def _stream(response: web.StreamResponse, bus: Any, past: list[Any], queue: Any,
+                  filters: Filters, until_ns: int | None) -> None:  # fmt: skip
+    """The replayed events, then live ones until `until` or the bus lets go."""
+
+    async def emit(ev: Any) -> bool:
+        if until_ns is not None and ev.time_nano > until_ns:
+            return False
+        if event_matches(ev, filters):
+            await response.write(json.dumps(ev.to_docker()).encode() + b"\n")
+        return True
+
+    for ev in past:
+        if not await emit(ev):
+            return
+    while bus.is_subscribed(queue):
+        timeout = None
+        if until_ns is not None:
+            timeout = until_ns / 1e9 - time.time()
+            if timeout <= 0:
+                return
+        try:
+            async with asyncio.timeout(timeout):
+                ev = await queue.get()
+        except TimeoutError:
+            return
+        if ev is None or not await emit(ev):
+            return

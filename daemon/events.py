@@ -73,20 +73,36 @@ def event_matches(ev: Event, filters: Filters) -> bool:
     )
 
 
-_DURATION = re.compile(r"^(-?)((?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+)$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DURATION = re.compile(r"^(-?)((?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+)$", re.ASCII)
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", re.ASCII)
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+_INT64 = (1 << 63) - 1
 
 
 def parse_timestamp(value: str, now: float) -> int:
     """moby's GetTimestamp: unix seconds[.nanos], RFC 3339 (or a date), or a Go duration
-    meaning `now - d`. Returns nanoseconds since the epoch."""
+    meaning `now - d` (a negative one lies ahead). Returns nanoseconds since the epoch,
+    within Go's int64 like dockerd's, else InvalidParameter."""
     value = value.strip()
+    try:
+        ns = _parse_timestamp(value, now)
+    except (ValueError, OverflowError):
+        ns = None
+    if ns is None or not -_INT64 <= ns <= _INT64:
+        raise InvalidParameter(f'failed to parse value as time or duration: "{value}"')
+    return ns
+
+
+def _parse_timestamp(value: str, now: float) -> int | None:
     m = _DURATION.match(value)
     if m:
         seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION_PART.findall(m.group(2)))
+        if m.group(1) == "-":
+            seconds = -seconds
         return int((now - seconds) * 1e9)
-    if re.fullmatch(r"\d+(\.\d{1,9})?", value):
+    if re.fullmatch(r"[0-9]{1,20}(\.[0-9]{1,9})?", value):
         sec, _, frac = value.partition(".")
         return int(sec) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
     try:
@@ -95,7 +111,7 @@ def parse_timestamp(value: str, now: float) -> int:
     except ValueError:
         parsed = None
     if parsed is None:
-        raise InvalidParameter(f'failed to parse value as time or duration: "{value}"')
+        return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return int((parsed - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1)) * 1000

@@ -87,3 +87,16 @@ def test_stream_headers_arrive_before_any_event(host: Host) -> None:
         assert resp.headers["Content-Type"] == "application/json"
     finally:
         conn.close()
+
+
+def test_bounds_out_of_range_are_a_clear_400_before_the_stream(host: Host) -> None:
+    """Go's int64 bounds dockerd's timestamps; beyond them it is a 400, not a 500 written
+    into an already started stream (the client saw 'invalid character in chunk size')."""
+    for query in ("until=" + "9" * 400, "since=" + "9" * 5000, "until=" + "9" * 400 + "h"):
+        reply = host.request("GET", f"/events?{query}", timeout=10)
+        assert reply.status == 400, (query[:12], reply.status)
+        assert "failed to parse value as time or duration" in reply.json()["message"]
+    # a prune with a negative duration looks ahead, as Go's reference.Add(-d) does
+    host.docker("network", "create", "ahead")
+    pruned = host.request("POST", '/networks/prune?filters={"until":["-1h"]}').json()
+    assert "ahead" in (pruned["NetworksDeleted"] or [])

@@ -19,15 +19,20 @@ NOW = 1_700_000_000.0
         ("2023-11-14T22:13:20.25Z", 1_700_000_000_250_000_000),
         ("10m", int((NOW - 600) * 1e9)),
         ("1h30m", int((NOW - 5400) * 1e9)),
+        ("-1h", int((NOW + 3600) * 1e9)),  # Go: reference.Add(-d), so ahead
     ],
 )
 def test_parse_timestamp(value: str, expected: int) -> None:
     assert parse_timestamp(value, NOW) == expected
 
 
-def test_parse_timestamp_rejects_garbage() -> None:
-    with pytest.raises(InvalidParameter):
-        parse_timestamp("yesterday", NOW)
+@pytest.mark.parametrize(
+    "value",
+    ["yesterday", "9" * 5000, "9" * 400 + "h", "9" * 25, "٣", "²", "99999999999999999999"],
+)
+def test_parse_timestamp_rejects_garbage_and_what_int64_cannot_hold(value: str) -> None:
+    with pytest.raises(InvalidParameter, match="failed to parse value as time or duration"):
+        parse_timestamp(value, NOW)
 
 
 def _ev(action: str = "create", name: str = "n1", actor: str = "abc123") -> Event:
