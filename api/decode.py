@@ -56,13 +56,17 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         raise InvalidParameter("invalid JSON: got EOF while reading request body")
     try:
-        doc = json.loads(raw)
+        # UTF-8 only, no NaN/Infinity: what Go's decoder takes (Python's would guess UTF-16
+        # and accept the constants)
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":
             raise InvalidParameter("unexpected content after JSON") from exc
         raise InvalidParameter(f"invalid JSON: {exc}") from exc
-    except (ValueError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError included
         raise InvalidParameter(f"invalid JSON: {exc}") from exc
+    if b"\\u" in raw:
+        doc = _without_lone_surrogates(doc)
     if doc is None:
         raise InvalidParameter("invalid JSON: got EOF while reading request body")
     if not isinstance(doc, dict):
@@ -70,6 +74,24 @@ async def read_json(request: web.Request) -> dict[str, Any]:
             f"invalid JSON: json: cannot unmarshal {_json_kind(doc)} into Go value of type object"
         )
     return doc
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """Go decodes a lone \\ud800 escape to U+FFFD; Python keeps a surrogate that no UTF-8
+    encoder (the store, the response) will take later."""
+    if isinstance(value, str):
+        if not any("\ud800" <= c <= "\udfff" for c in value):
+            return value
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if isinstance(value, list):
+        return [_without_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def field(doc: dict[str, Any], key: str, go_type: str, struct: str, default: Any = None) -> Any:
@@ -81,6 +103,7 @@ def field(doc: dict[str, Any], key: str, go_type: str, struct: str, default: Any
         go_type == "int" and isinstance(value, bool)
     )
     if ok and go_type == "map[string]string":
+        value = {k: "" if v is None else v for k, v in value.items()}  # Go: null is ""
         ok = all(isinstance(v, str) for v in value.values())
         if not ok:
             bad = next(v for v in value.values() if not isinstance(v, str))

@@ -193,10 +193,9 @@ def _parse_bool_option(options: dict[str, str], key: str, default: bool) -> bool
     value = options.get(key)
     if value is None or value == "":
         return default
-    lowered = value.lower()
-    if lowered in ("1", "t", "true"):
+    if value in ("1", "t", "T", "TRUE", "true", "True"):  # Go's strconv.ParseBool, exactly
         return True
-    if lowered in ("0", "f", "false"):
+    if value in ("0", "f", "F", "FALSE", "false", "False"):
         return False
     raise InvalidParameter(
         f'failed to parse {key} value: strconv.ParseBool: parsing "{value}": invalid syntax'
@@ -207,10 +206,9 @@ def _mtu_option(options: dict[str, str]) -> int:
     value = options.get(OPT_MTU)
     if value in (None, ""):
         return DEFAULT_MTU
-    try:
-        mtu = int(value)
-    except ValueError as exc:
-        raise InvalidParameter(f'invalid MTU "{value}": not a number') from exc
+    if not re.fullmatch(r"[+-]?[0-9]{1,10}", value):  # strconv.Atoi: no spaces, no "_"
+        raise InvalidParameter(f'invalid MTU "{value}": not a number')
+    mtu = int(value)
     if not 68 <= mtu <= 65535:
         raise InvalidParameter(f"invalid MTU number: {mtu} (must be between 68 and 65535)")
     return mtu

@@ -44,6 +44,14 @@ def assert_error(reply, status: int, fragment: str) -> None:  # type: ignore[no-
         (b'{"Name": "x", "Options": {"com.docker.network.driver.mtu": "lots"}}', "MTU"),
         (b'{"Name": "x", "Options": {"com.docker.network.bridge.name": "this-name-is-far-too-long"}}',
          "invalid bridge name"),
+        # what Go's decoder refuses: the constants, other encodings than UTF-8
+        (b'{"Name": "x", "Labels": {"a": NaN}}', "invalid JSON"),
+        (b'{"Name": Infinity}', "invalid JSON"),
+        ('{"Name": "x"}'.encode("utf-16"), "invalid JSON"),
+        # strconv.Atoi / ParseBool take no spaces, underscores or mixed case
+        (b'{"Name": "x", "Options": {"com.docker.network.driver.mtu": " 1_500 "}}', "MTU"),
+        (b'{"Name": "x", "Options": {"com.docker.network.bridge.enable_icc": "tRuE"}}',
+         "ParseBool"),
         # the kernel takes ASCII names only, and never "." or ".."
         (b'{"Name": "x", "Options": {"com.docker.network.bridge.name": "\\u00e9t\\u00e9"}}',
          "invalid bridge name"),
@@ -67,6 +75,17 @@ def test_odd_names(shared_host: Host) -> None:
         net_id = reply.json()["Id"]
         assert shared_host.request("GET", f"/networks/{net_id}").json()["Name"] == name
         assert shared_host.request("DELETE", f"/networks/{net_id}").status == 204
+
+
+def test_go_decoding_of_odd_but_valid_json(shared_host: Host) -> None:
+    """A lone UTF-16 surrogate escape is U+FFFD (it was a 500 from the store's encoder), a
+    null label value is the empty string: as Go's encoding/json decodes them."""
+    raw = b'{"Name": "odd\\ud800", "Labels": {"k": null}}'
+    reply = shared_host.request("POST", "/networks/create", raw=raw, headers=JSON)
+    assert reply.status == 201, reply.body
+    net = shared_host.request("GET", f"/networks/{reply.json()['Id']}").json()
+    assert net["Name"] == "odd\ufffd" and net["Labels"] == {"k": ""}
+    assert shared_host.request("DELETE", f"/networks/{net['Id']}").status == 204
 
 
 def test_huge_body_refused(shared_host: Host) -> None:
