@@ -202,6 +202,19 @@ def _parse_bool_option(options: dict[str, str], key: str, default: bool) -> bool
     )
 
 
+def _check_unsupported(req: CreateNetworkRequest, api_version: str) -> None:
+    """Requests overlayd cannot honour, for local and swarm networks alike: answered with
+    an error, never by creating something other than what was asked."""
+    if req.ipam_driver not in ("", "default"):
+        raise NotFound(f'plugin "{req.ipam_driver}" not found')
+    if req.enable_ipv6:
+        raise InvalidParameter("IPv6 networks are not supported by overlayd yet")
+    if req.enable_ipv4 is False and _version_at_least(api_version, 1, 48):
+        raise InvalidParameter("IPv4 can only be disabled on networks with IPv6 enabled")
+    if req.config_only or req.config_from:
+        raise InvalidParameter("config-only networks are not supported by overlayd yet")
+
+
 def _mtu_option(options: dict[str, str]) -> int:
     value = options.get(OPT_MTU)
     if value in (None, ""):
@@ -404,7 +417,7 @@ class NetworkService:
         answers at the speed of one fsync."""
         async with self._lock:
             if self._is_swarm_request(req):
-                return await self._create_swarm_network(req), ""
+                return await self._create_swarm_network(req, api_version), ""
             net = self._validate_create(req, api_version)
             self._commit(put_networks=[net])
             self._local[net.id] = net
@@ -417,7 +430,7 @@ class NetworkService:
         swarm_kind = (req.driver or "bridge") == "overlay" or req.scope == "swarm" or req.ingress
         return swarm_kind and self.swarm is not None and self.swarm.active()
 
-    async def _create_swarm_network(self, req: CreateNetworkRequest) -> str:
+    async def _create_swarm_network(self, req: CreateNetworkRequest, api_version: str) -> str:
         assert self.swarm is not None
         if not self.swarm.is_manager():
             raise Forbidden(
@@ -430,8 +443,9 @@ class NetworkService:
             raise Forbidden(f"operation is not permitted on predefined {req.name} network ")
         if (req.driver or "bridge") not in ("overlay",):
             raise InvalidParameter(f'driver "{req.driver}" does not support swarm scope')
-        if req.enable_ipv6:
-            raise InvalidParameter("IPv6 networks are not supported by overlayd yet")
+        if req.scope not in ("", "swarm"):
+            raise InvalidParameter(f"invalid scope: {req.scope}")
+        _check_unsupported(req, api_version)  # what the local path refuses, refused here too
         if any(n.name == req.name for n in self._networks.values()):
             raise Conflict(f"network with name {req.name} already exists")
         _mtu_option(dict(req.options))
@@ -462,16 +476,9 @@ class NetworkService:
             raise NotFound(f'plugin "{driver}" not found')
         if driver not in LOCAL_DRIVERS:
             raise NotFound(f'plugin "{driver}" not found')
-        if req.ipam_driver not in ("", "default"):
-            raise NotFound(f'plugin "{req.ipam_driver}" not found')
         if req.ingress:
             raise Forbidden("cannot create a swarm scoped network when swarm is not active")
-        if req.enable_ipv6:
-            raise InvalidParameter("IPv6 networks are not supported by overlayd yet")
-        if req.enable_ipv4 is False and _version_at_least(api_version, 1, 48):
-            raise InvalidParameter("IPv4 can only be disabled on networks with IPv6 enabled")
-        if req.config_only or req.config_from:
-            raise InvalidParameter("config-only networks are not supported by overlayd yet")
+        _check_unsupported(req, api_version)
         # dockerd 28 refuses duplicate names whatever CheckDuplicate says (any version).
         if any(n.name == name for n in self._networks.values()):
             raise Conflict(f"network with name {name} already exists")

@@ -283,3 +283,23 @@ def test_a_restart_without_the_swarms_state_leaves_the_overlay_alone(lab: Cluste
     h[1].docker("network", "disconnect", "held-net", a.name)
     h[2].docker("network", "disconnect", "held-net", b.name)
     h[0].docker("network", "rm", "held-net")
+
+
+def test_swarm_create_refuses_what_it_cannot_honour(lab: Cluster) -> None:
+    """The same refusals as for local networks: an overlay is never created silently
+    without what was asked for."""
+    h = lab.hosts
+    before = h[0].request("GET", "/networks").json()
+    cases = [
+        ({"ConfigOnly": True}, 400, "config-only"),
+        ({"ConfigFrom": {"Network": "y"}}, 400, "config-only"),
+        ({"IPAM": {"Driver": "foo"}}, 404, 'plugin "foo" not found'),
+        ({"EnableIPv4": False}, 400, "IPv4 can only be disabled"),
+        ({"EnableIPv6": True}, 400, "IPv6"),
+        ({"Scope": "local"}, 400, "invalid scope"),
+    ]
+    for extra, status, fragment in cases:
+        body = {"Name": "refused", "Driver": "overlay", **extra}
+        reply = h[0].request("POST", "/v1.48/networks/create", body)
+        assert reply.status == status and fragment in reply.json()["message"], (extra, reply.body)
+    assert h[0].request("GET", "/networks").json() == before
