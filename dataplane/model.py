@@ -260,13 +260,16 @@ class CreateEndpoint:
 
 @dataclass(frozen=True)
 class SetLink:
-    """Change attributes of an owned link; None means leave as it is."""
+    """Change attributes of an owned link; None means leave as it is. `peer`: (container
+    netns path, ifname) of a veth's other end, which gets the same new MTU (the two ends
+    of a pair must agree, or big frames are dropped)."""
 
     ifname: str
     mtu: int | None = None
     up: bool | None = None
     master: str | None = None
     netns: str | None = None
+    peer: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)

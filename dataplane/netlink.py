@@ -148,8 +148,11 @@ async def apply_link_op(ipr: AsyncIPRoute, op: LinkOp) -> None:
             await _create_bridge(ipr, spec)
         case CreateEndpoint(spec):
             await create_endpoint(ipr, spec)
-        case SetLink(ifname, mtu, up, master):
+        case SetLink(ifname, mtu, up, master, _netns, peer):
             await _set_link(ipr, ifname, mtu, up, master)
+            if peer is not None and mtu is not None:
+                async with nsenter.ipr_in(peer[0]) as inside:
+                    await inside.link("set", index=await index_of(inside, peer[1]), mtu=mtu)
         case AddAddr(ifname, address):
             await ipr.addr("replace", index=await index_of(ipr, ifname), **_addr(address))
         case DelAddr(ifname, address):

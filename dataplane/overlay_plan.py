@@ -152,7 +152,8 @@ def _sandbox(
         elif link is None:
             out.middle.append(CreateEndpoint(e, path))
         else:
-            out.middle += _port_ops(e.host_ifname, e.mtu, link, br_new, path)
+            out.middle += _port_ops(e.host_ifname, e.mtu, link, br_new, path,
+                                    peer=(e.netns_path, e.ifname))  # fmt: skip
 
     stale = [
         link
@@ -176,14 +177,16 @@ def _bridge_ops(o: OverlaySpec, link: ObservedLink | None, path: str) -> list[Op
     return ops + [DelAddr(SANDBOX_BRIDGE, x, path) for x in extra]
 
 
-def _port_ops(name: str, mtu: int, link: ObservedLink, br_new: bool, path: str) -> list[Op]:
-    """A port of br0 (vxlan0 or a veth): enslaved, MTU, up."""
+def _port_ops(name: str, mtu: int, link: ObservedLink, br_new: bool, path: str,
+              peer: tuple[str, str] | None = None) -> list[Op]:  # fmt: skip
+    """A port of br0 (vxlan0 or a veth, whose container end is `peer`): enslaved, MTU, up."""
     master = SANDBOX_BRIDGE if (link.master != SANDBOX_BRIDGE or br_new) else None
     new_mtu = mtu if link.mtu != mtu else None
     up = None if link.up else True
     if master is None and new_mtu is None and up is None:
         return []
-    return [SetLink(name, mtu=new_mtu, up=up, master=master, netns=path)]
+    peer = peer if new_mtu is not None else None
+    return [SetLink(name, mtu=new_mtu, up=up, master=master, netns=path, peer=peer)]
 
 
 def _peer_op(

@@ -202,7 +202,8 @@ def _endpoint_ops(e: EndpointSpec, link: ObservedLink | None, bridge_new: bool) 
     mtu = e.mtu if link.mtu != e.mtu else None
     if master is None and mtu is None:
         return []
-    return [SetLink(e.host_ifname, mtu=mtu, master=master)]
+    peer = (e.netns_path, e.ifname) if mtu is not None else None
+    return [SetLink(e.host_ifname, mtu=mtu, master=master, peer=peer)]
 
 
 def _del(link: ObservedLink) -> DelLink:

@@ -291,3 +291,27 @@ def test_a_namespace_made_again_under_the_same_name_is_another_container(host: H
     assert names == ["lo"]
     assert "10.90.0." not in a.sh("ip", "-4", "-o", "addr").stdout
     host.docker("network", "rm", "reborn")
+
+
+def test_an_mtu_put_right_reaches_both_ends_of_the_veth(host: Host) -> None:
+    """When the plan corrects an endpoint's MTU (the underlay's changed, or someone changed
+    it by hand), the container's end gets it too: ends that disagree drop big frames."""
+    host.docker("network", "create", "--subnet", "10.91.0.0/24", "-o",
+                "com.docker.network.driver.mtu=1400", "mtunet")  # fmt: skip
+    a = host.container("a")
+    host.docker("network", "connect", "mtunet", a.name)
+    doc = json.loads(host.docker("network", "inspect", "mtunet").stdout)[0]
+    ep = next(iter(doc["Containers"].values()))["EndpointID"]
+    veth = f"ove-{ep[:11]}"
+
+    def mtus() -> tuple[int, int]:
+        outer = json.loads(host.ns.sh("ip", "-j", "link", "show", veth).stdout)[0]["mtu"]
+        inner = json.loads(a.sh("ip", "-j", "link", "show", "eth0").stdout)[0]["mtu"]
+        return outer, inner
+
+    assert mtus() == (1400, 1400)
+    host.ns.sh("ip", "link", "set", veth, "mtu", "1300")
+    a.sh("ip", "link", "set", "eth0", "mtu", "1300")
+    wait_for(lambda: mtus() == (1400, 1400), timeout=15, what="both ends back at 1400")
+    host.docker("network", "disconnect", "mtunet", a.name)
+    host.docker("network", "rm", "mtunet")
