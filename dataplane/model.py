@@ -197,6 +197,9 @@ class ObservedSandbox:
     links: dict[str, ObservedLink] = field(default_factory=dict)
     fdb: frozenset[FdbEntry] = frozenset()
     neigh: frozenset[NeighEntry] = frozenset()
+    # why it could not be read this time (a dump cut short again and again, no fd left):
+    # left exactly as it is for the round, its endpoints counted as not in place
+    unreadable: str | None = None
 
     @property
     def network_id(self) -> str | None:

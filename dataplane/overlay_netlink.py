@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 from contextlib import suppress
 from ipaddress import IPv4Address
@@ -40,6 +41,8 @@ from .netlink import apply_link_op, dump_links, index_of
 from .netns import netns_key
 from .nlbatch import NeighSocket
 from .sandbox import SandboxConn, create_netns, list_sandboxes, open_netns, remove_netns
+
+log = logging.getLogger(__name__)
 
 
 class PeerBatchError(RuntimeError):
@@ -81,7 +84,17 @@ class Overlays:
             self._conns.pop(path).close()
         out: dict[str, ObservedSandbox] = {}
         for path, alive in found.items():
-            out[path] = await self._observe_one(path) if alive else ObservedSandbox(path, False)
+            if not alive:
+                out[path] = ObservedSandbox(path, False)
+                continue
+            try:
+                out[path] = await self._observe_one(path)
+            except Exception as e:  # one sandbox must not blind the whole data plane
+                log.warning("sandbox %s could not be read: %r", path, e)
+                broken = self._conns.pop(path, None)
+                if broken is not None:
+                    broken.close()  # reopened next time
+                out[path] = ObservedSandbox(path, True, unreadable=repr(e))
         return out
 
     async def _observe_one(self, path: str) -> ObservedSandbox:

@@ -71,8 +71,16 @@ def plan_overlays(
         if info is not None and (info.vni, info.port) in vnis:
             out.host_blockers.add(name)  # e.g. left by an older version: holds our VNI
     for path, o in wanted.items():
-        _sandbox(desired, observed.sandboxes.get(path), path, o, a, vnis, out)
+        sb = observed.sandboxes.get(path)
+        if sb is not None and sb.unreadable is not None:
+            a.problems.append(f"overlay network {o.network_id}: its sandbox {path} could not "
+                              f"be read ({sb.unreadable}); left as it is")  # fmt: skip
+            a.endpoints[o.network_id] = []  # not known to be in place
+            continue
+        _sandbox(desired, sb, path, o, a, vnis, out)
     for path, sb in sorted(observed.sandboxes.items()):
+        if sb.unreadable is not None:
+            continue  # not even deleted: what it holds is unknown this round
         if path not in wanted:
             blocking = any(_holds(link, vnis) for link in sb.links.values())
             (out.first if blocking or not sb.alive else out.last).append(DelSandbox(path))

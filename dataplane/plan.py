@@ -230,7 +230,9 @@ def plan_assessed(
     if desired.hold_overlays:
         overlay = OverlayPlan()
     else:
+        seen = len(a.overlay.problems)
         overlay = plan_overlays(desired, observed, a.overlay, run_dir)
+        a.problems += a.overlay.problems[seen:]  # found while planning (foreign br0, ...)
     blockers = _blockers(a, links, idents, overlay.host_blockers)
     present = {n: link for n, link in links.items() if n not in blockers}
 

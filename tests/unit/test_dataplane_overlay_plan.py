@@ -41,7 +41,7 @@ from dataplane.model import (
     vxlan_alias,
 )
 from dataplane.overlay_assess import ours
-from dataplane.plan import assess, plan
+from dataplane.plan import assess, plan, plan_assessed
 
 RUN = "/rd"
 
@@ -497,6 +497,21 @@ def test_held_overlays_are_left_exactly_as_they_are() -> None:
     held = Desired(hold_overlays=True)
     assert plan(held, state, run_dir=RUN) == []
     assert plan(Desired(), state, run_dir=RUN) == [DelSandbox(P)]  # what holding prevents
+
+
+def test_an_unreadable_sandbox_is_left_alone_and_its_endpoints_not_in_place() -> None:
+    """A dump of one sandbox failed (cut short again and again, no fd left): that sandbox
+    gets no op at all this round, wanted or stale, and the others go on."""
+    _, state = converge(_desired(_peers(3)), LIVE)
+    stale = f"{RUN}/netns/ovl-stalestale"
+    broken = replace(state, sandboxes={
+        P: ObservedSandbox(P, True, unreadable="NetlinkDumpInterrupted()"),
+        stale: ObservedSandbox(stale, True, unreadable="OSError(24)"),
+    })  # fmt: skip
+    ops, verdict = plan_assessed(_desired(_peers(3)), broken, run_dir=RUN)
+    assert ops == []
+    assert any("could not be read" in p for p in verdict.problems)
+    assert verdict.overlay.endpoints[OV.network_id] == []
 
 
 def test_peers_are_batched_one_op_per_sandbox() -> None:
