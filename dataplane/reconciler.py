@@ -14,6 +14,7 @@ machine delete each other's sandboxes as stale.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, replace
 
@@ -130,7 +131,7 @@ class Dataplane:
                         failed.append(op)
                         continue
                     try:
-                        await self._apply(op)
+                        await self._apply_whole(op)
                     except Exception as e:  # report, re-observe, never crash the daemon
                         log.warning("dataplane op failed: %r: %s", op, e)
                         failures.append(f"{_describe(op)}: {e}")
@@ -173,6 +174,18 @@ class Dataplane:
         refused = [f"overlay network {n}: this Dataplane has no run_dir" for n in sorted(nets)]
         eps = frozenset(e for e in desired.endpoints if e.network_id not in nets)
         return replace(desired, overlays=frozenset(), peers=frozenset(), endpoints=eps), refused
+
+    async def _apply_whole(self, op: Op) -> None:
+        """Run op to its end even if the caller is cancelled (a stop): some ops run in a
+        thread on a sandbox's netlink socket, and the next reconcile must not share that
+        socket with a thread still waiting for its replies. The lock is held until then."""
+        task = asyncio.ensure_future(self._apply(op))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await task
+            raise
 
     async def _apply(self, op: Op) -> None:
         if isinstance(op, ApplyNft):

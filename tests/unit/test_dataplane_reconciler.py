@@ -5,6 +5,8 @@ themselves run against real namespaces in tests/integration.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from dataplane.model import (
@@ -89,3 +91,40 @@ def test_failures_are_traced_to_the_endpoints_they_concern() -> None:
     )  # fmt: skip
     assert check([DelLink("old", "overlayd:z")]) == (set(), False)  # a stale removal: nobody's
     assert check([ApplyNft(NftRuleset("", None))]) == (set(), True)  # everyone's isolation
+
+
+def test_a_cancelled_reconcile_lets_its_op_finish_before_the_next_one_runs() -> None:
+    """A stop cancels the loop mid-op; the op (a peer batch in a thread, on a sandbox's
+    socket) runs to its end, and only then may the stop's own converge use that socket."""
+    (o1, e1) = _network(1)
+    desired = Desired(overlays=frozenset({o1}), endpoints=frozenset({e1}),
+                      vtep=IPv4Address("192.0.2.1"))  # fmt: skip
+    dp = Dataplane(run_dir="/nonexistent-run-dir", nft=False)
+    log: list[str] = []
+
+    async def observe(_: Desired) -> Observed:
+        return Observed(live_netns=frozenset({NS}), ip_forward=True)
+
+    async def apply(op: Op) -> None:
+        log.append(f"start {type(op).__name__}")
+        await asyncio.sleep(0.05)
+        log.append(f"end {type(op).__name__}")
+
+    dp.observe = observe  # type: ignore[method-assign]
+    dp._apply = apply  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        first = asyncio.create_task(dp.reconcile(desired))
+        while not log:
+            await asyncio.sleep(0)
+        first.cancel()
+        second = asyncio.create_task(dp.reconcile(desired))
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        await second
+        await dp.close()
+
+    asyncio.run(scenario())
+    assert log[:2] == ["start CreateSandbox", "end CreateSandbox"]  # not cut off, not overlapped
+    starts_ends = [x.split()[0] for x in log]
+    assert all(a != b for a, b in itertools.pairwise(starts_ends))  # never two at once
