@@ -226,6 +226,9 @@ class RaftNode:
                     self._send(msg)
             self._apply(rd)
             self.core.advance(rd)
+            # after advance: the batch's membership changes are in conf_state only then,
+            # and a snapshot covering them must record them
+            self._maybe_snapshot()
         if self.leader != lead_before:
             self._fail_waiters_on_leader_change()
         if self._on_change is not None and (
@@ -259,7 +262,6 @@ class RaftNode:
         for index, fut in ready:
             if not fut.done():
                 fut.set_result(index)
-        self._maybe_snapshot()
 
     def _maybe_snapshot(self) -> None:
         last = self.storage.snapshot().meta.index

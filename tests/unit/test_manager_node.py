@@ -150,3 +150,25 @@ async def test_snapshot_brings_a_new_member_up_to_date(tmp_path: Path) -> None:
         assert len(c.router.nodes[4].state.networks) == 20
     finally:
         await c.close()
+
+
+async def test_a_snapshot_records_the_membership_changes_it_covers(tmp_path: Path) -> None:
+    """A snapshot taken in the same batch as a membership change must record it, or a
+    restart (or a follower fed that snapshot) forgets the member for good."""
+    storage = SqliteLog(tmp_path / "raft.db")
+    node = RaftNode(1, storage, lambda _: None, rng=random.Random(1), bootstrap=[1],
+                    snapshot_every=5)  # fmt: skip
+    node._handle_ready()
+    node.core.campaign()
+    node._handle_ready()
+    for i in range(3):  # with the change below, one batch crosses the snapshot threshold
+        node.core.propose(b'{"rid":"r%d","cmd":{"op":"noop"}}' % i)
+    node.core.propose_conf_change(m.ConfChange(m.ConfChangeKind.ADD_LEARNER, 2))
+    node._handle_ready()
+    snap = storage.snapshot()
+    assert snap.meta.index == node.applied
+    assert snap.meta.conf_state.learners == frozenset({2})
+    storage.close()
+    again = RaftNode(1, SqliteLog(tmp_path / "raft.db"), lambda _: None, rng=random.Random(1))
+    assert again.core.conf_state.learners == frozenset({2})
+    again.storage.close()
