@@ -418,6 +418,8 @@ class SwarmService:
             self._fallback_view = self.view()  # served until a new manager has caught up
             if self.manager is not None and not same:
                 await self.manager.leave_gracefully()
+                if role == "worker":
+                    await self._leave_raft()  # while our raft node still answers
             watch, self._watch = self._watch, None
             await self._stop_roles()
             try:
@@ -455,6 +457,28 @@ class SwarmService:
         for leftover in ("raft.db", "raft.db-wal", "raft.db-shm"):
             with contextlib.suppress(FileNotFoundError):
                 (self.dir / leftover).unlink()
+
+    async def _leave_raft(self) -> None:
+        """Ask the leader to take this node out of the raft voters, and wait for it."""
+        from manager import rpc
+
+        assert self.manager is not None and self.creds is not None
+        ctx = self.creds.client_context()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        last: Exception | None = None
+        while loop.time() < deadline:
+            if self.manager.node.core.conf_state.voters == {self.manager.raft_id}:
+                return  # nobody else left to ask (never the case for a demotion)
+            addr = self.manager.leader_addr()
+            if addr and addr != self.manager.advertise:
+                try:
+                    await rpc.call(addr, ctx, {"op": "raft.leave"})
+                    return
+                except (NotLeader, OverlaydError) as exc:
+                    last = exc
+            await asyncio.sleep(0.2)
+        raise Unavailable(f"could not leave the raft group: {last}")
 
     async def _ask_to_join_raft(self) -> None:
         from manager import rpc
@@ -789,6 +813,13 @@ class SwarmService:
     async def update_node(self, term: str, version: int | None, spec: dict[str, Any]) -> None:
         state = await self.read()
         node = find_node(state, term)
+        demote = node.role == "manager" and spec.get("Role") == "worker"
+        managers = sum(1 for n in state.nodes.values() if n.role == "manager")
+        if demote and managers > 1 and not self.require_manager().can_remove(node.id):
+            raise InvalidParameter(
+                "rpc error: code = FailedPrecondition desc = can't remove member from the "
+                "raft: this would result in a loss of quorum"
+            )
         await self.propose({"op": "node.update", "id": node.id, "version": version,
                             "spec": spec, "now": stamp()})  # fmt: skip
 

@@ -354,6 +354,8 @@ class Manager:
             return await self.propose(cmd, rid=rid if ok else None)
         if op == "raft.join":
             return await self._add_voter(peer, str(req.get("addr", "")))
+        if op == "raft.leave":
+            return await self._remove_voter(peer)
         if op == "renew":
             return await self._renew(peer, str(req.get("csr", "")))
         if op == "leader":
@@ -403,6 +405,37 @@ class Manager:
             self.node.add_voter(rid)
             await asyncio.sleep(0.1)
         return True
+
+    async def _remove_voter(self, peer: certs.NodeIdentity) -> bool:
+        """A demoted manager leaves the raft group before it stops its raft node: with two
+        voters the removal needs its own acknowledgement (swarmkit's order)."""
+        if not self.node.is_leader:
+            raise NotLeader(self.node.leader)
+        node = self.state.nodes.get(peer.node_id)
+        if node is not None and node.role == "manager":
+            raise Forbidden(f"node {peer.node_id} is a manager: demote it first")
+        rid = raft_id_of(peer.node_id)
+        if rid == self.raft_id:
+            raise Forbidden("the leader cannot remove itself; transfer leadership first")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5.0
+        while rid in self.node.core.conf_state.voters:
+            if loop.time() > deadline:
+                raise Unavailable("could not remove the manager from the raft group in time")
+            self.node.remove_voter(rid)
+            await asyncio.sleep(0.1)
+        self.peers.forget(rid)
+        return True
+
+    def can_remove(self, node_id: str) -> bool:
+        """Whether the voters left without node_id still reach a quorum (the ones the leader
+        hears from): swarmkit's CanRemoveMember."""
+        voters = set(self.node.core.conf_state.voters) - {raft_id_of(node_id)}
+        if not voters:
+            return False
+        ids = {raft_id_of(n.id): n.id for n in self.state.nodes.values()}
+        alive = sum(1 for v in voters if v in ids and self.reachable(ids[v]))
+        return alive > len(voters) // 2
 
     async def _renew(self, peer: certs.NodeIdentity, csr_pem: str) -> str:
         """A certificate for the role the cluster now gives the node (promote/demote)."""
