@@ -284,7 +284,7 @@ class SwarmService:
             on_connected=self._session_up,
         )
         if ident.role != "manager":
-            self.agent.state = self._load_view()
+            self.agent.state = self._freshest_view()
         self.agent.start()
         self._watch = asyncio.create_task(self._watch_role(), name="swarm-role")
 
@@ -335,6 +335,19 @@ class SwarmService:
         except OSError as exc:
             log.warning("could not save the swarm view", error=str(exc))
         self._changed()
+
+    def _freshest_view(self) -> SwarmState | None:
+        """A worker's state until the leader sends one: the saved view, or, just after a
+        demotion, the manager's own state if newer (a manager never writes view.json, so
+        the file is from before it was promoted)."""
+        from manager.manager import worker_view
+
+        saved, held = self._load_view(), self._fallback_view
+        if held is not None and (saved is None or held.applied_index > saved.applied_index):
+            view = SwarmState.restore(worker_view(held))  # no CA key, no tokens on disk
+            self._took_state(view)
+            return view
+        return saved
 
     def _load_view(self) -> SwarmState | None:
         try:
