@@ -310,7 +310,20 @@ class Manager:
                 raise FrameError(str(exc)) from exc
             if msg.frm != sender:
                 raise FrameError("raft message from another member's ID")  # no impersonation
+            if self._demoted(conn.peer.node_id, sender):
+                # its certificate still says "manager" for months
+                raise FrameError("raft message from a node that is no longer a manager")
             self.node.deliver(msg)
+
+    def _demoted(self, node_id: str, raft_id: int) -> bool:
+        """A node the state names as a worker and that has left the raft group. (A node the
+        state does not know at all may be a manager added since this one last heard, or
+        this one is still joining: the certificate's role decides then.)"""
+        conf = self.node.core.conf_state
+        if raft_id in conf.voters or raft_id in conf.learners:
+            return False
+        node = self.state.nodes.get(node_id)
+        return node is not None and node.role != "manager"
 
     def _join_service(self) -> JoinService:
         cluster = self.state.cluster
