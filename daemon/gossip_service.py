@@ -170,25 +170,34 @@ class GossipService:
         nets = {net for net, _ in want}
         for net in nets - agent.networks():
             agent.join_network(net)
+        published: dict[tuple[str, str], EndpointRecord] = {}
         for key, rec in want.items():
-            if self._published.get(key) != rec:
+            if self._published.get(key) == rec:
+                published[key] = rec
+                continue
+            try:
                 agent.put_entry(key[0], key[1], rec)
-        for key in set(self._published) - set(want):
+            except ValueError as exc:  # one record the wire cannot carry: the others still go
+                log.warning("endpoint not published", endpoint=key[1], error=str(exc))
+                continue
+            published[key] = rec
+        for key in set(self._published) - set(published):
             with contextlib.suppress(ValueError, KeyError):
                 agent.delete_entry(key[0], key[1])
         for net in agent.networks() - nets:
             agent.leave_network(net)
-        self._published = want
+        self._published = published
 
     # --- events ------------------------------------------------------------------------------
 
     def _member_event(self, event: MemberEvent) -> None:
         if isinstance(event, MemberDead):
             log.info("gossip: host's daemon unreachable", node=event.name)
+            # presumed alive until its kernel fails to answer: a daemon that restarts more
+            # slowly than gossip declares it dead must not cut its endpoints off (also when a
+            # probe from an earlier death is still running with an old verdict)
+            self._kernel_alive[event.name] = True
             if event.name not in self._probes:
-                # presumed alive until its kernel fails to answer: a daemon that restarts
-                # more slowly than gossip declares it dead must not cut its endpoints off
-                self._kernel_alive[event.name] = True
                 self._probes[event.name] = asyncio.create_task(self._probe(event.name))
             return  # the probe decides whether its endpoints go
         if isinstance(event, MemberLeft):

@@ -45,6 +45,8 @@ NOT_MANAGER = (
     "to connect this node to swarm and try again."
 )
 DEFAULT_BRIDGE_IFNAME = "overlayd0"
+MAX_ALIAS_BYTES = 255
+MAX_ALIASES = 255
 DEFAULT_MTU = 1500
 OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
 OPT_ICC = "com.docker.network.bridge.enable_icc"
@@ -797,6 +799,12 @@ class NetworkService:
             problems.append(
                 "network-scoped alias is supported only for containers in user defined networks"
             )
+        # what an endpoint record carries to the other hosts (DNS names are shorter anyway)
+        long = [a for a in req.aliases if len(a.encode()) > MAX_ALIAS_BYTES]
+        if long:
+            problems.append(f"alias {long[0][:40]!r}... is longer than {MAX_ALIAS_BYTES} bytes")
+        if len(req.aliases) > MAX_ALIASES:
+            problems.append(f"at most {MAX_ALIASES} aliases per endpoint")
         if req.mac_address and not _MAC.fullmatch(req.mac_address):
             raise InvalidParameter(f"invalid MAC address {req.mac_address}")
         if len(problems) == 1:

@@ -179,6 +179,13 @@ def test_connect_rejects(shared_host: Host) -> None:
         ({"Container": c.name, "EndpointConfig": {"IPAMConfig": {"IPv4Address": "10.99.0.5"}}}, 400,
          "no configured subnet or ip-range contain the IP address 10.99.0.5"),
         ({"Container": c.name, "EndpointConfig": {"IPAMConfig": {"IPv4Address": "10.88.0.0"}}}, 403, ""),
+        # what an endpoint record can carry to the other hosts
+        ({"Container": c.name, "EndpointConfig": {"Aliases": ["a" * 256]}}, 400,
+         "is longer than 255 bytes"),
+        ({"Container": c.name, "EndpointConfig": {"Aliases": [f"a{i}" for i in range(256)]}}, 400,
+         "at most 255 aliases"),
+        ({"Container": "²"}, 404, "No such container"),
+        ({"Container": "/proc/self/ns/net\u0000"}, 404, "No such container"),
     ]  # fmt: skip
     for body, status, fragment in cases:
         before = h.request("GET", "/networks/cx").json()
