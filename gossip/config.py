@@ -32,6 +32,12 @@ class GossipConfig:
     # loss, ~2 % at 20 % loss; each such suspicion is refuted well before it
     # can time out.
     indirect_checks: int = 3
+    # A helper that got no ack from the target says so (a nack) after this long: the
+    # prober sends its indirect requests at probe_timeout and counts nacks until
+    # probe_interval, so the nack has to be out within those 70 ms, with room for the
+    # trip. (At probe_timeout, 160 ms, every nack came too late and healthy probers
+    # took the missing nacks as their own fault, slowing their probes up to 8x.)
+    indirect_nack_after: float = 0.04
     # Suspicion min = mult * max(1, log10 n) * probe_interval: 0.6 s at <= 10
     # nodes (full detection measured <= 1.2 s with 3-5 nodes), 1.8 s at 1000.
     # 0.6 s is what a node lagging 200-300 ms needs to hear the accusation

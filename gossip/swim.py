@@ -310,7 +310,9 @@ class SwimCore:
     def _on_indirect(self, req: IndirectPing, now: float) -> None:
         seq = self._next_seq()
         self._relays[seq] = _Relay(req.seq, req.source_addr, req.nack)
-        self._timer(now + self.cfg.probe_timeout, "relay", seq)
+        if req.nack:
+            self._timer(now + self.cfg.indirect_nack_after, "relay_nack", seq)
+        self._timer(now + self.cfg.probe_timeout, "relay", seq)  # a later ack still goes on
         self._send(req.target_addr, [codec.encode(Ping(seq, req.target, self.name, self.addr))])
 
     def _alive(self, a: Alive, now: float) -> None:
@@ -456,10 +458,12 @@ class SwimCore:
             self._probe_timeout(arg, now)  # type: ignore[arg-type]
         elif kind == "probe_deadline":
             self._probe_deadline(arg, now)  # type: ignore[arg-type]
-        elif kind == "relay":
-            relay = self._relays.pop(arg, None)  # type: ignore[call-overload]
-            if relay is not None and relay.nack:
+        elif kind == "relay_nack":
+            relay = self._relays.get(arg)  # type: ignore[call-overload]
+            if relay is not None:  # no ack from the target yet (an ack pops the relay)
                 self._send(relay.source_addr, [codec.encode(Nack(relay.seq))])
+        elif kind == "relay":
+            self._relays.pop(arg, None)  # type: ignore[call-overload]
         elif kind == "suspicion":
             self._suspicion_timeout(arg, now)  # type: ignore[arg-type]
         elif kind == "reconnect":
