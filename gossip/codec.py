@@ -225,6 +225,13 @@ def compound_overhead(n_parts: int) -> int:
 # --- decoding -------------------------------------------------------------------------
 
 
+# Refuting an accusation takes its incarnation + 1, and each Lamport tick the clock + 1:
+# a value this close to its field's top can only come from a bug or a hostile key holder,
+# and adopting it would leave this node unable to encode its own next message.
+MAX_INCARNATION = (1 << 32) - (1 << 20)
+MAX_CLOCK = (1 << 64) - (1 << 32)
+
+
 class _Reader:
     """Cursor over untrusted bytes; every read is bounds-checked."""
 
@@ -257,6 +264,18 @@ class _Reader:
 
     def u64(self) -> int:
         return _U64.unpack(self.take(8))[0]
+
+    def incarnation(self) -> int:
+        v = self.u32()
+        if v > MAX_INCARNATION:
+            raise DecodeError("incarnation too close to its limit")
+        return v
+
+    def clock(self) -> int:
+        v = self.u64()
+        if v > MAX_CLOCK:
+            raise DecodeError("clock too close to its limit")
+        return v
 
     def flag(self) -> bool:
         v = self.u8()
@@ -293,13 +312,13 @@ def _r_record(r: _Reader, endpoint_id: str) -> EndpointRecord:
 
 
 def _r_entry(r: _Reader) -> TableEntry:
-    network, eid, owner, clock, ttl_ms = r.str(), r.str(), r.str(), r.u64(), r.u32()
+    network, eid, owner, clock, ttl_ms = r.str(), r.str(), r.str(), r.clock(), r.u32()
     record = _r_record(r, eid) if r.flag() else None
     return TableEntry(network, eid, owner, clock, record, ttl_ms / 1000.0)
 
 
 def _r_net_event(r: _Reader) -> NetworkEvent:
-    return NetworkEvent(r.str(), r.str(), r.u64(), r.flag())
+    return NetworkEvent(r.str(), r.str(), r.clock(), r.flag())
 
 
 def _r_digest(r: _Reader) -> NetDigest:
@@ -307,7 +326,7 @@ def _r_digest(r: _Reader) -> NetDigest:
 
 
 def _r_node_state(r: _Reader) -> NodeState:
-    name, addr, inc, st = r.str(), r.addr(), r.u32(), r.u8()
+    name, addr, inc, st = r.str(), r.addr(), r.incarnation(), r.u8()
     if st > State.LEFT:
         raise DecodeError("bad state")
     return NodeState(name, addr, inc, State(st), r.take(r.u16()))
@@ -343,9 +362,9 @@ _DECODERS: dict[int, Callable[[_Reader], Message]] = {
     INDIRECT: lambda r: IndirectPing(r.u32(), r.str(), r.addr(), r.str(), r.addr(), r.flag()),
     ACK: lambda r: Ack(r.u32()),
     NACK: lambda r: Nack(r.u32()),
-    ALIVE: lambda r: Alive(r.u32(), r.str(), r.addr(), r.take(r.u16())),
-    SUSPECT: lambda r: Suspect(r.u32(), r.str(), r.str()),
-    DEAD: lambda r: Dead(r.u32(), r.str(), r.str()),
+    ALIVE: lambda r: Alive(r.incarnation(), r.str(), r.addr(), r.take(r.u16())),
+    SUSPECT: lambda r: Suspect(r.incarnation(), r.str(), r.str()),
+    DEAD: lambda r: Dead(r.incarnation(), r.str(), r.str()),
     PUSH_PULL: _r_push_pull,
     TABLE_ENTRY: _r_entry,
     NETWORK_EVENT: _r_net_event,

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gossip import codec
-from gossip.codec import DecodeError, decode, encode, encode_compound
+from gossip.codec import MAX_CLOCK, MAX_INCARNATION, DecodeError, decode, encode, encode_compound
 from gossip.messages import (
     Ack,
     Alive,
@@ -33,6 +33,8 @@ from gossip.messages import (
 names = st.text(max_size=20)
 u32 = st.integers(0, 2**32 - 1)
 u64 = st.integers(0, 2**64 - 1)
+incarnations = st.integers(0, MAX_INCARNATION)  # higher ones are refused (below)
+clocks = st.integers(0, MAX_CLOCK)
 ipv4 = st.ip_addresses(v=4).map(str)
 ips = st.ip_addresses().map(str)
 addrs = st.tuples(ips, st.integers(0, 65535))
@@ -55,22 +57,22 @@ def entries(draw: st.DrawFn) -> TableEntry:
     if rec is not None:
         rec = EndpointRecord(eid, rec.ip, rec.mac, rec.vtep, rec.name, rec.aliases)
     ttl = 0.0 if rec is not None else draw(st.integers(0, 10**6)) / 1000
-    return TableEntry(draw(names), eid, draw(names), draw(u64), rec, ttl)
+    return TableEntry(draw(names), eid, draw(names), draw(clocks), rec, ttl)
 
 
-net_events = st.builds(NetworkEvent, names, names, u64, st.booleans())
+net_events = st.builds(NetworkEvent, names, names, clocks, st.booleans())
 digests = st.builds(NetDigest, names, u32, u64)
 node_states = st.builds(
-    NodeState, names, addrs, u32, st.sampled_from(list(State)), st.binary(max_size=40)
+    NodeState, names, addrs, incarnations, st.sampled_from(list(State)), st.binary(max_size=40)
 )
 simple = st.one_of(
     st.builds(Ping, u32, names, names, addrs),
     st.builds(IndirectPing, u32, names, addrs, names, addrs, st.booleans()),
     st.builds(Ack, u32),
     st.builds(Nack, u32),
-    st.builds(Alive, u32, names, addrs, st.binary(max_size=64)),
-    st.builds(Suspect, u32, names, names),
-    st.builds(Dead, u32, names, names),
+    st.builds(Alive, incarnations, names, addrs, st.binary(max_size=64)),
+    st.builds(Suspect, incarnations, names, names),
+    st.builds(Dead, incarnations, names, names),
     entries(),
     net_events,
     st.builds(TableDigest, names, st.lists(digests, max_size=5).map(tuple)),
@@ -176,3 +178,22 @@ def test_decoding_allocates_at_most_the_input() -> None:
     data = bytes([codec.TABLE_STATE, 0, 0, 0, 0]) + b"\xff\xff\xff\xff" + b"\x00" * 3
     with pytest.raises(DecodeError, match="count"):
         decode(data)
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        Suspect(0xFFFFFFFF, "me", "p"),  # refuting it would need incarnation 2**32
+        Alive(MAX_INCARNATION + 1, "p", ("10.0.0.2", 7946), b""),
+        Dead(0xFFFFFFFF, "me", "p"),
+    ],
+)
+def test_incarnations_at_the_top_of_the_field_are_refused(msg: object) -> None:
+    with pytest.raises(DecodeError):
+        decode(encode(msg))  # type: ignore[arg-type]
+
+
+def test_clocks_at_the_top_of_the_field_are_refused() -> None:
+    ev = NetworkEvent("n", "net", 2**64 - 1, True)
+    with pytest.raises(DecodeError):
+        decode(encode(TableState("s", False, ("net",), (ev,), ())))
