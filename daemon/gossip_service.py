@@ -20,7 +20,14 @@ from daemon.records import EndpointRecord as LocalEndpoint
 from daemon.store import Store
 from daemon.swarm import GOSSIP_PORT, SwarmService
 from dataplane.reach import host_answers
-from gossip.events import EndpointEvent, MemberDead, MemberEvent, MemberLeft
+from gossip.events import (
+    EndpointEvent,
+    MemberAlive,
+    MemberDead,
+    MemberEvent,
+    MemberLeft,
+    MemberSuspect,
+)
 from gossip.messages import EndpointRecord, State
 
 if TYPE_CHECKING:
@@ -29,6 +36,7 @@ if TYPE_CHECKING:
 log = get_logger("overlayd.gossip")
 
 REJOIN_EVERY = 5.0  # seconds between attempts to reach swarm nodes gossip does not know
+SEEN_FOR = 5.0  # how long the echo sent at suspicion time stands for the host's kernel
 
 
 class GossipService:
@@ -54,6 +62,9 @@ class GossipService:
         # their endpoints stay programmed. Re-probed until gossip sees them again.
         self._kernel_alive: dict[str, bool] = {}
         self._probes: dict[str, asyncio.Task[None]] = {}
+        # an echo sent to a suspect's host as soon as it is suspected: (when, answered)
+        self._suspect_checks: dict[str, asyncio.Task[None]] = {}
+        self._kernel_seen: dict[str, tuple[float, bool]] = {}
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -61,7 +72,7 @@ class GossipService:
         self._task = asyncio.create_task(self._run(), name="gossip")
 
     async def stop(self) -> None:
-        probes = list(self._probes.values())
+        probes = [*self._probes.values(), *self._suspect_checks.values()]
         for task in probes:
             task.cancel()
         for task in probes:
@@ -191,18 +202,41 @@ class GossipService:
     # --- events ------------------------------------------------------------------------------
 
     def _member_event(self, event: MemberEvent) -> None:
+        if isinstance(event, MemberSuspect):
+            # ask the host's kernel now, so the answer is in when (if) the verdict comes
+            if event.name not in self._suspect_checks:
+                task = asyncio.create_task(self._check_suspect(event.name))
+                self._suspect_checks[event.name] = task
+            return
+        if isinstance(event, MemberAlive):
+            self._kernel_seen.pop(event.name, None)
         if isinstance(event, MemberDead):
             log.info("gossip: host's daemon unreachable", node=event.name)
             # presumed alive until its kernel fails to answer: a daemon that restarts more
             # slowly than gossip declares it dead must not cut its endpoints off (also when a
-            # probe from an earlier death is still running with an old verdict)
-            self._kernel_alive[event.name] = True
+            # probe from an earlier death is still running with an old verdict). The echo
+            # sent when it was suspected may have answered that already.
+            seen = self._kernel_seen.pop(event.name, None)
+            fresh = seen is not None and asyncio.get_running_loop().time() - seen[0] < SEEN_FOR
+            self._kernel_alive[event.name] = seen[1] if fresh and seen is not None else True
+            if not self._kernel_alive[event.name]:
+                self._on_change()  # its entries go now, not after one more echo
             if event.name not in self._probes:
                 self._probes[event.name] = asyncio.create_task(self._probe(event.name))
             return  # the probe decides whether its endpoints go
         if isinstance(event, MemberLeft):
             log.info("gossip: host left", node=event.name)
         self._on_change()
+
+    async def _check_suspect(self, node_id: str) -> None:
+        try:
+            state = self._swarm.view()
+            node = state.nodes.get(node_id) if state is not None else None
+            if node is not None and node.addr:
+                up = await host_answers(node.addr)
+                self._kernel_seen[node_id] = (asyncio.get_running_loop().time(), up)
+        finally:
+            self._suspect_checks.pop(node_id, None)
 
     async def _probe(self, node_id: str) -> None:
         """While gossip holds `node_id` dead, ask its kernel: an echo reply means only the

@@ -50,3 +50,43 @@ def test_a_host_dead_again_is_presumed_alive_until_its_kernel_says_otherwise() -
         old_probe.cancel()
 
     asyncio.run(scenario())
+
+
+def test_the_echo_sent_at_suspicion_decides_at_death(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The host's kernel is asked when its daemon is first suspected; if it did not answer,
+    the death verdict takes the entries away at once instead of one more echo later (the
+    kill-to-FDB-gone figure). If it answered, the host is kept, as before."""
+    import daemon.gossip_service as gs
+    from gossip.events import MemberSuspect
+
+    answers = {"10.1.0.2": False, "10.1.0.3": True}
+
+    async def fake_echo(addr: str) -> bool:  # the ICMP itself is tested in test_dataplane_reach
+        return answers[addr]
+
+    monkeypatch.setattr(gs, "host_answers", fake_echo)
+
+    class View:
+        nodes = {"h2": type("N", (), {"addr": "10.1.0.2"})(),
+                 "h3": type("N", (), {"addr": "10.1.0.3"})()}  # fmt: skip
+
+    class Swarm:
+        def view(self) -> View:
+            return View()
+
+    async def scenario() -> None:
+        changes: list[int] = []
+        svc = GossipService(swarm=Swarm(), store=None, local_endpoints=list,
+                            on_change=lambda: changes.append(1))  # type: ignore[arg-type]  # fmt: skip
+        for name in ("h2", "h3"):
+            svc._member_event(MemberSuspect(name, 1, "h1"))
+        while svc._suspect_checks:
+            await asyncio.sleep(0.01)
+        svc._member_event(MemberDead("h2", 1, "h1"))
+        svc._member_event(MemberDead("h3", 1, "h1"))
+        assert svc._kernel_alive == {"h2": False, "h3": True}
+        assert changes  # h2's entries go on this change
+        for task in svc._probes.values():
+            task.cancel()
+
+    asyncio.run(scenario())
