@@ -89,18 +89,28 @@ class GossipService:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         last_join = 0.0
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await self.wake.wait()
-            self.wake.clear()
-            try:
-                await self._sync()
-                if self.agent is not None and loop.time() - last_join > REJOIN_EVERY:
-                    last_join = loop.time()
-                    await self._join_missing()
-            except Exception as exc:  # the next round retries
-                log.warning("gossip sync failed", error=str(exc))
+        joining: asyncio.Task[None] | None = None
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self.wake.wait()
+                self.wake.clear()
+                try:
+                    await self._sync()
+                    idle = joining is None or joining.done()
+                    if self.agent is not None and idle and loop.time() - last_join > REJOIN_EVERY:
+                        last_join = loop.time()
+                        # in the background: a join to a down host can take the stream
+                        # timeout (5 s), and publishing must not wait for it
+                        joining = asyncio.create_task(self._join_missing())
+                except Exception as exc:  # the next round retries
+                    log.warning("gossip sync failed", error=str(exc))
+        finally:
+            if joining is not None:
+                joining.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await joining
 
     async def _stop_agent(self, leave: bool) -> None:
         agent, self.agent = self.agent, None
