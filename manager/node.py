@@ -63,7 +63,8 @@ class RaftNode:
         self.core = RaftCore(raft_id, storage, rng or random.Random(), cfg, bootstrap)
         self._inbox: deque[Callable[[], None]] = deque()
         self._wake = asyncio.Event()
-        self._waiters: dict[str, asyncio.Future[Any]] = {}
+        # by request ID: a retry may overlap its original (through another manager)
+        self._waiters: dict[str, list[asyncio.Future[Any]]] = {}
         self._reads: dict[bytes, asyncio.Future[int]] = {}
         self._read_points: list[tuple[int, asyncio.Future[int]]] = []
         self._task: asyncio.Task[None] | None = None
@@ -80,7 +81,7 @@ class RaftNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        for fut in [*self._waiters.values(), *self._reads.values()]:
+        for fut in [*(f for fs in self._waiters.values() for f in fs), *self._reads.values()]:
             if not fut.done():
                 fut.set_exception(Unavailable("the raft node is stopping"))
 
@@ -124,7 +125,7 @@ class RaftNode:
                 if not fut.done():
                     fut.set_exception(exc)
                 return
-            self._waiters[rid] = fut
+            self._waiters.setdefault(rid, []).append(fut)
 
         self._post(submit)
         try:
@@ -136,7 +137,11 @@ class RaftNode:
                 "online. Make sure more than half of the managers are online."
             ) from exc
         finally:
-            self._waiters.pop(rid, None)
+            waiting = self._waiters.get(rid, [])
+            if fut in waiting:
+                waiting.remove(fut)
+            if not waiting:
+                self._waiters.pop(rid, None)
         if result.error is not None:
             raise result.error
         return result.value
@@ -248,9 +253,9 @@ class RaftNode:
                 continue
             doc = json.loads(entry.data)
             result = self.state.apply(entry.index, doc["cmd"], rid=doc.get("rid"))
-            fut = self._waiters.pop(doc["rid"], None)
-            if fut is not None and not fut.done():
-                fut.set_result(result)
+            for fut in self._waiters.pop(doc["rid"], []):
+                if not fut.done():
+                    fut.set_result(result)
             if self._on_apply is not None:
                 self._on_apply(entry.index, doc["cmd"])
         for rs in rd.read_states:
@@ -279,10 +284,11 @@ class RaftNode:
         retry with commands that are idempotent, as the swarm's are.)"""
         if self.is_leader:
             return
-        for rid, fut in list(self._waiters.items()):
-            if not fut.done():
-                fut.set_exception(NotLeader(self.leader))
-            del self._waiters[rid]
+        for futs in self._waiters.values():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_exception(NotLeader(self.leader))
+        self._waiters.clear()
 
 
 def _report_death(task: asyncio.Task[None]) -> None:

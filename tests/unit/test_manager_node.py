@@ -172,3 +172,14 @@ async def test_a_snapshot_records_the_membership_changes_it_covers(tmp_path: Pat
     again = RaftNode(1, SqliteLog(tmp_path / "raft.db"), lambda _: None, rng=random.Random(1))
     assert again.core.conf_state.learners == frozenset({2})
     again.storage.close()
+
+
+async def test_a_retry_overlapping_its_original_does_not_steal_its_answer(cluster: Cluster) -> None:
+    """Two proposals with one request ID in flight at once (a forwarded call timed out and
+    the node retried): both get the committed answer, neither an Unavailable."""
+    leader = await cluster.leader()
+    await leader.propose(init_cmd())
+    first = asyncio.create_task(leader.propose(net("r1", "net-r"), rid="same-rid"))
+    retry = asyncio.create_task(leader.propose(net("r1", "net-r"), rid="same-rid"))
+    assert await asyncio.gather(first, retry) == ["r1", "r1"]
+    assert not leader._waiters
