@@ -78,7 +78,8 @@ class RaftNode:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # a loop that died has been reported (_report_death); stopping still completes
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
         for fut in [*(f for fs in self._waiters.values() for f in fs), *self._reads.values()]:
@@ -87,11 +88,17 @@ class RaftNode:
 
     @property
     def leader(self) -> int:
-        return self.core.soft_state.lead
+        return 0 if self._dead() else self.core.soft_state.lead
 
     @property
     def is_leader(self) -> bool:
-        return self.core.soft_state.role == Role.LEADER
+        # a loop that died (disk full, an I/O error) leads nothing: its state is frozen, and
+        # sessions must move on to a leader that commits
+        return not self._dead() and self.core.soft_state.role == Role.LEADER
+
+    def _dead(self) -> bool:
+        task = self._task
+        return task is not None and task.done() and not task.cancelled()
 
     # --- inputs -----------------------------------------------------------------------
 

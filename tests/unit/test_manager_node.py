@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from manager.errors import Unavailable
 from manager.node import RaftNode
 from manager.raft import messages as m
 from manager.raft.errors import NotLeader
@@ -183,3 +184,22 @@ async def test_a_retry_overlapping_its_original_does_not_steal_its_answer(cluste
     retry = asyncio.create_task(leader.propose(net("r1", "net-r"), rid="same-rid"))
     assert await asyncio.gather(first, retry) == ["r1", "r1"]
     assert not leader._waiters
+
+
+async def test_a_dead_raft_loop_leads_nothing(tmp_path: Path) -> None:
+    """A save that fails (disk full) ends the loop; the node must stop claiming to lead, or
+    sessions keep streaming a frozen state from it instead of moving to a live leader."""
+    c = Cluster(tmp_path, [1])
+    node = c.start(1)
+    try:
+        await c.leader()
+
+        def disk_full(*_: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+        node.storage.save = disk_full  # type: ignore[method-assign]
+        with pytest.raises(Unavailable):
+            await node.propose(init_cmd(), timeout=0.5)
+        assert not node.is_leader and node.leader == 0
+    finally:
+        await c.close()
