@@ -106,6 +106,10 @@ class GossipConfig:
     # Entries of a dead owner stay hidden (not deleted) this long so they come
     # back at once if the owner returns (the NXDOMAIN case of moby#47728).
     owner_reap: float = 3600.0
+    # A "left network" record is kept this long (NetworkDB: 30 min), long enough for every
+    # peer to have heard it, then dropped: records of short-lived networks would otherwise
+    # ride in every push-pull and table sync for ever.
+    participation_reap: float = 1800.0
 
     @classmethod
     def lan(cls) -> GossipConfig:

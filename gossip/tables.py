@@ -121,6 +121,7 @@ class Tables:
         self._by_owner: dict[str, set[Key]] = {}
         self._digest: dict[str, list[int]] = {}
         self._part: dict[tuple[str, str], tuple[int, bool]] = {}
+        self._left_at: dict[tuple[str, str], float] = {}  # when we learned of a leave
         self._part_digest = [0, 0]
         self._members: dict[str, _Bag] = {}
         self.alive: set[str] = {node}
@@ -339,6 +340,10 @@ class Tables:
         since = self._down_since.get(e.owner)
         if since is not None and now - since >= self.cfg.owner_reap:
             return  # its owner is gone for good; don't resurrect reaped rows
+        if since is None and e.owner != self.node and e.owner not in self.alive:
+            # an owner we never saw alive (it died before we joined): its rows are hidden
+            # like any dead owner's, and reaped on the same clock, or they never would be
+            self._down_since[e.owner] = now
         self._store(key, e.owner, e.clock, e.record, now, ttl=e.ttl)
 
     def _merge_participation(self, ev: NetworkEvent, now: float) -> None:
@@ -351,7 +356,7 @@ class Tables:
             # Our own stale membership record: re-assert the truth with a newer clock.
             self._announce(ev.network, ev.network in self.networks, now)
             return
-        self._set_part(ev.node, ev.network, ev.clock, ev.joined)
+        self._set_part(ev.node, ev.network, ev.clock, ev.joined, now)
         bag = self._members.setdefault(ev.network, _Bag())
         if ev.joined:
             bag.add(ev.node)
@@ -456,8 +461,13 @@ class Tables:
             if now - since >= self.cfg.owner_reap:
                 for key in list(self._by_owner.pop(owner, ())):
                     self._drop(key)
+                for pk in [pk for pk in self._part if pk[0] == owner]:
+                    self._drop_part(pk)  # its memberships go with it
             if now - since >= 2 * self.cfg.owner_reap:
                 del self._down_since[owner]
+        for pk, left in list(self._left_at.items()):
+            if now - left >= self.cfg.participation_reap:
+                self._drop_part(pk)
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -482,7 +492,7 @@ class Tables:
     def _announce(self, net: str, joined: bool, now: float) -> None:
         self.clock += 1
         ev = NetworkEvent(self.node, net, self.clock, joined)
-        self._set_part(self.node, net, self.clock, joined)
+        self._set_part(self.node, net, self.clock, joined, now)
         self._cluster_q.queue(codec.encode(ev), (self.node, net))
         self._asap = now
 
@@ -516,15 +526,22 @@ class Tables:
     def _events_all(self) -> tuple[NetworkEvent, ...]:
         return tuple(NetworkEvent(n, net, c, j) for (n, net), (c, j) in self._part.items())
 
-    def _set_part(self, node: str, net: str, clock: int, joined: bool) -> None:
-        old = self._part.get((node, net))
-        d = self._part_digest
-        if old is not None:
-            d[0] -= 1
-            d[1] ^= _row_hash(PARTICIPATION, net, node, old[0], not old[1])
+    def _set_part(self, node: str, net: str, clock: int, joined: bool, now: float) -> None:
+        self._drop_part((node, net))
         self._part[(node, net)] = (clock, joined)
+        if not joined:
+            self._left_at[(node, net)] = now
+        d = self._part_digest
         d[0] += 1
         d[1] ^= _row_hash(PARTICIPATION, net, node, clock, not joined)
+
+    def _drop_part(self, pk: tuple[str, str]) -> None:
+        old = self._part.pop(pk, None)
+        self._left_at.pop(pk, None)
+        if old is not None:
+            d = self._part_digest
+            d[0] -= 1
+            d[1] ^= _row_hash(PARTICIPATION, pk[1], pk[0], old[0], not old[1])
 
     def _digests(self, nets: Iterable[str]) -> tuple[NetDigest, ...]:
         return tuple(NetDigest(n, *self.digest(n)) for n in nets)

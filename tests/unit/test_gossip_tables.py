@@ -8,7 +8,7 @@ from gossip import codec
 from gossip.config import GossipConfig
 from gossip.events import Change, EndpointEvent
 from gossip.messages import EndpointRecord, NetDigest, NetworkEvent, TableDigest, TableEntry
-from gossip.tables import Tables
+from gossip.tables import PARTICIPATION, Tables
 
 CFG = GossipConfig.lan()
 R1 = EndpointRecord("ep1", "10.0.0.2", "02:42:0a:00:00:02", "192.0.2.1", "web", ("w",))
@@ -115,6 +115,32 @@ def test_dead_owner_rows_reaped_after_owner_reap() -> None:
     assert t.rows == {}
     t.notify(entry(5), 2.0 + CFG.owner_reap + 2)  # a lagging peer resends it: not resurrected
     assert t.rows == {}
+
+
+def test_rows_of_an_owner_never_seen_alive_are_reaped_too() -> None:
+    """A node that joined after host c died hears of c's rows (push-pull) but never of c
+    alive: they stay hidden, and go on the same clock as any dead owner's."""
+    t = node()
+    t.notify(entry(5, owner="c"), 1.0)
+    assert t.records("n") == {} and changes(t) == []
+    t.tick(1.0 + CFG.owner_reap + 1, 1300)
+    assert t.rows == {}
+    t.notify(entry(5, owner="c"), 1.0 + CFG.owner_reap + 2)  # a lagging peer: still gone
+    assert t.rows == {}
+
+
+def test_leave_records_are_reaped_and_the_digest_follows() -> None:
+    """Short-lived networks must not leave their who-was-where records behind for ever."""
+    t = node("x")
+    t.notify(NetworkEvent("a", "gone-net", 1, True), 1.0)
+    t.notify(NetworkEvent("a", "gone-net", 2, False), 2.0)
+    count = t.digest(PARTICIPATION)[0]
+    t.tick(2.0 + CFG.participation_reap - 1, 1300)
+    assert ("a", "gone-net") in t._part  # not before its time
+    t.tick(2.0 + CFG.participation_reap + 1, 1300)
+    assert ("a", "gone-net") not in t._part
+    assert t.digest(PARTICIPATION)[0] == count - 1
+    assert t.digest(PARTICIPATION) == node("x").digest(PARTICIPATION)  # as if never there
 
 
 def test_non_participant_stores_nothing() -> None:
