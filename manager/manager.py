@@ -61,10 +61,12 @@ class Credentials:
 
 
 def worker_view(state: SwarmState) -> bytes:
-    """What a worker may know: no CA key, no join tokens."""
+    """What a worker may know: no CA key, no join tokens (and not the managers' cache of
+    recent request results, a large part of the state a worker has no use for)."""
     doc = json.loads(state.snapshot())
     if doc["cluster"] is not None:
         doc["cluster"].update(ca_key_pem="", worker_token="", manager_token="")
+    doc["recent"] = []
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
@@ -108,6 +110,7 @@ class Manager:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_seen: dict[str, float] = {}
         self._renewals = RenewalLimiter()
+        self._frame_cache: tuple[tuple[int, tuple[str, ...]], bytes] | None = None
         self._learned: dict[int, str] = {}  # raft ID → address, from peers' raft hellos
         self._was_leader = False
         self.changed = asyncio.Event()  # set on every applied change or leader change
@@ -524,17 +527,27 @@ class Manager:
     async def _push_state(self, conn: Connection, node_id: str, want: bool) -> None:
         sent = -1
         while self.node.is_leader:
-            frame: dict[str, Any] = {"managers": self.manager_addrs()}
-            if sent != self._generation:
+            if sent != self._generation and want:
                 sent = self._generation
-                if want:
-                    frame["state"] = worker_view(self.state).decode()
-            await conn.send(rpc.dump(frame))  # also the leader's heartbeat
+                data = self._state_frame()
+            else:
+                sent = self._generation
+                data = rpc.dump({"managers": self.manager_addrs()})
+            await conn.send(data)  # also the leader's heartbeat
             changed = self.changed
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(HEARTBEAT_PERIOD):
                     await changed.wait()
         await conn.close()
+
+    def _state_frame(self) -> bytes:
+        """The state frame for workers, made once per change and shared by every session
+        (made per session, 100 workers cost seconds of event loop per change)."""
+        key = (self._generation, tuple(self.manager_addrs()))
+        if self._frame_cache is None or self._frame_cache[0] != key:
+            frame = {"managers": list(key[1]), "state": worker_view(self.state).decode()}
+            self._frame_cache = (key, rpc.dump(frame))
+        return self._frame_cache[1]
 
     # --- leader duties ---------------------------------------------------------------------
 

@@ -39,3 +39,16 @@ def test_a_newer_saved_view_wins(tmp_path: Path) -> None:
     svc._fallback_view = _state(1)
     view = svc._freshest_view()
     assert view is not None and len(view.networks) == 3
+
+
+def test_what_workers_are_sent_holds_no_secrets_and_no_request_cache() -> None:
+    from manager.manager import worker_view
+    from manager.state import SwarmState
+
+    s = _state(2)
+    s.apply(10, net("n9", "x"), rid="r1")  # a cached request result
+    doc = json.loads(worker_view(s))
+    assert doc["cluster"]["ca_key_pem"] == ""
+    assert doc["cluster"]["worker_token"] == doc["cluster"]["manager_token"] == ""
+    assert doc["recent"] == []
+    assert len(SwarmState.restore(worker_view(s)).networks) == 3
