@@ -178,7 +178,8 @@ class Dataplane:
     async def _apply_whole(self, op: Op) -> None:
         """Run op to its end even if the caller is cancelled (a stop): some ops run in a
         thread on a sandbox's netlink socket, and the next reconcile must not share that
-        socket with a thread still waiting for its replies. The lock is held until then."""
+        socket with a thread still waiting for its replies; others would be left half
+        made. The lock is held until then."""
         task = asyncio.ensure_future(self._apply(op))
         try:
             await asyncio.shield(task)
