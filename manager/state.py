@@ -67,6 +67,9 @@ class Node:
     labels: dict[str, str] = field(default_factory=dict)
     state: str = "ready"
     ipsec_epoch: str = ""  # 16 hex: changes when the node starts sending ESP from scratch
+    # the index of the last change to what node.update sets (role, availability, name,
+    # labels); `version` also moves on status changes, which do not conflict with an update
+    spec_version: int = 0
 
 
 @dataclass
@@ -193,7 +196,7 @@ class SwarmState:
     # --- nodes ------------------------------------------------------------------------
 
     def _op_node_add(self, index: int, cmd: dict[str, Any]) -> str:
-        node = Node(version=index, **cmd["node"])
+        node = Node(version=index, spec_version=index, **cmd["node"])
         if node.id in self.nodes:
             raise Conflict(f"node {node.id} already exists")
         if node.role not in ROLES:
@@ -203,7 +206,7 @@ class SwarmState:
 
     def _op_node_update(self, index: int, cmd: dict[str, Any]) -> None:
         node = self._node(cmd["id"])
-        _check_version("node", cmd.get("version"), node.version)
+        _check_node_version(cmd.get("version"), node)
         spec = cmd["spec"]
         role, availability = (
             spec.get("Role") or node.role,
@@ -224,7 +227,7 @@ class SwarmState:
         node.name = spec.get("Name") or ""
         node.labels = dict(spec.get("Labels") or {})
         node.updated_at = cmd["now"]
-        node.version = index
+        node.version = node.spec_version = index
 
     def _op_node_status(self, index: int, cmd: dict[str, Any]) -> None:
         node = self._node(cmd["id"])
@@ -425,6 +428,17 @@ def _known(kind: type[T], doc: dict[str, Any]) -> T:
     has not been upgraded yet still reads the state of one that has (rolling upgrades)."""
     names = {f.name for f in fields(kind)}  # type: ignore[arg-type]
     return kind(**{k: v for k, v in doc.items() if k in names})
+
+
+def _check_node_version(given: Any, node: Node) -> None:
+    """An update based on any version since the node's spec last changed: the status a
+    session reports (ready, address, ESP epoch) moves the version too, and a `docker node
+    update` read just before such a report must not fail with 'out of sequence' (it did,
+    right after a demotion). A spec changed since the read still conflicts."""
+    if given is None:
+        raise InvalidParameter("invalid node version: the version parameter is required")
+    if not isinstance(given, int) or not node.spec_version <= given <= node.version:
+        raise SystemError_("rpc error: code = Unknown desc = update out of sequence")
 
 
 def _check_version(kind: str, given: Any, current: int) -> None:

@@ -107,6 +107,24 @@ def test_ip_allocation_serial_idempotent_and_released(d: Driver) -> None:
     assert "in use" in err.message
 
 
+def test_a_status_report_between_read_and_update_is_no_conflict(d: Driver) -> None:
+    """`docker node update` reads the version, a session reports the node's status (which
+    moves the version), then the update arrives: it applies. A spec change in between
+    still makes it 'out of sequence'."""
+    d(worker("w1"))
+    read = d.state.nodes["w1"].version
+    d({"op": "node.status", "id": "w1", "state": "ready", "addr": "192.0.2.8", "now": NOW})
+    assert d.state.nodes["w1"].version > read
+    d({"op": "node.update", "id": "w1", "version": read, "now": NOW,
+       "spec": {"Availability": "drain"}})  # fmt: skip
+    assert d.state.nodes["w1"].availability == "drain"
+    again = {"op": "node.update", "id": "w1", "version": read, "now": NOW,
+             "spec": {"Availability": "active"}}  # fmt: skip
+    assert "out of sequence" in d(again, SystemError_).message
+    ahead = {"op": "node.update", "id": "w1", "version": 10**6, "now": NOW, "spec": {}}
+    assert "out of sequence" in d(ahead, SystemError_).message
+
+
 def test_node_updates_use_versions_and_keep_a_manager(d: Driver) -> None:
     d(worker("w1"))
     w1 = d.state.nodes["w1"]
