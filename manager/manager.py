@@ -319,14 +319,16 @@ class Manager:
             self.node.deliver(msg)
 
     def _demoted(self, node_id: str, raft_id: int) -> bool:
-        """A node the state names as a worker and that has left the raft group. (A node the
-        state does not know at all may be a manager added since this one last heard, or
-        this one is still joining: the certificate's role decides then.)"""
+        """A node the state names as a worker, or as removed, and that is out of the raft
+        group. (A node the state does not know at all may be a manager added since this
+        one last heard, or this one is still joining: the certificate's role decides.)"""
         conf = self.node.core.conf_state
         if raft_id in conf.voters or raft_id in conf.learners:
             return False
         node = self.state.nodes.get(node_id)
-        return node is not None and node.role != "manager"
+        if node is None:
+            return node_id in self.state.removed
+        return node.role != "manager"
 
     def _join_service(self) -> JoinService:
         cluster = self.state.cluster

@@ -143,6 +143,9 @@ class SwarmState:
         self.allocations: dict[tuple[str, str], Allocation] = {}
         self.keyrings: dict[str, KeyRing] = {"gossip": KeyRing(), "ipsec": KeyRing()}
         self.applied_index = 0
+        # IDs of nodes removed from the swarm: their certificates stay valid until they
+        # expire, and only this says they no longer belong (node IDs are never reused)
+        self.removed: list[str] = []
         # Results of recent commands by request ID: a proposal retried after a leader
         # change (it may have committed already) gets the first answer, not a conflict.
         self.recent: dict[str, Any] = {}
@@ -259,6 +262,8 @@ class SwarmState:
                 "can't be removed"
             )
         del self.nodes[node.id]
+        if node.id not in self.removed:
+            self.removed.append(node.id)
         for key, alloc in list(self.allocations.items()):
             if alloc.node_id == node.id:
                 del self.allocations[key]
@@ -404,6 +409,7 @@ class SwarmState:
             "keyrings": {k: asdict(v) for k, v in self.keyrings.items()},
             "applied_index": self.applied_index,
             "recent": list(self.recent.items()),
+            "removed": self.removed,
         }
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
@@ -420,6 +426,7 @@ class SwarmState:
         state.keyrings = {k: _known(KeyRing, v) for k, v in doc["keyrings"].items()}
         state.applied_index = doc["applied_index"]
         state.recent = {str(k): v for k, v in doc.get("recent", [])}
+        state.removed = [str(x) for x in doc.get("removed", [])]
         return state
 
 

@@ -110,8 +110,15 @@ def test_a_demoted_managers_old_certificate_cannot_speak_raft() -> None:
         wait_for(lambda: victim.docker("node", "ls", check=False).returncode != 0, timeout=20,
                  what="the demotion to take effect")  # fmt: skip
         leader_addr = c.addr(c.hosts.index(leader))
+        victim_id, leader_id = _node_id(victim), _node_id(leader)
         res = victim.ns.sh(sys.executable, "-c", OLD_MANAGER_SPEAKS_RAFT, str(REPO), str(old),
-                           leader_addr, _node_id(victim), _node_id(leader))  # fmt: skip
+                           leader_addr, victim_id, leader_id)  # fmt: skip
         assert res.stdout.startswith("closed"), res.stdout + res.stderr
         assert _leader(h) is leader  # not deposed
         leader.docker("network", "create", "-d", "overlay", "after-old-vote")
+        # removed from the swarm altogether: the state no longer names it at all
+        leader.docker("node", "rm", "--force", victim_id)
+        res = victim.ns.sh(sys.executable, "-c", OLD_MANAGER_SPEAKS_RAFT, str(REPO), str(old),
+                           leader_addr, victim_id, leader_id)  # fmt: skip
+        assert res.stdout.startswith("closed"), res.stdout + res.stderr
+        assert _leader(h) is leader

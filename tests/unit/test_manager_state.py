@@ -159,6 +159,10 @@ def test_node_removal_rules(d: Driver) -> None:
     d({"op": "node.status", "id": "w1", "state": "down", "now": NOW})
     d({"op": "node.remove", "id": "w1"})
     assert "w1" not in d.state.nodes
+    # remembered, so a certificate it still holds is not taken for a member's; kept
+    # through a snapshot like the rest of the state
+    assert d.state.removed == ["w1"]
+    assert SwarmState.restore(d.state.snapshot()).removed == ["w1"]
 
 
 def test_key_rings_keep_three_and_send_with_the_second_newest(d: Driver) -> None:
