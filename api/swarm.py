@@ -163,6 +163,7 @@ async def join_swarm(request: web.Request) -> web.Response:
 
 async def leave_swarm(request: web.Request) -> web.Response:
     await _svc(request).leave(query_bool_loose(request, "force"))
+    await request.app[ENGINE].networks.left_swarm()
     return _empty()
 
 

@@ -614,8 +614,9 @@ class NetworkService:
             siblings = [e for e in self._endpoints.values() if e.container_id == cid]
             if net.driver == "host":
                 raise InvalidParameter(HOST_NETWORK_ERROR)
+            nets = self._networks
             if net.driver == "null" or any(
-                self._networks[e.network_id].driver == "null" for e in siblings
+                e.network_id in nets and nets[e.network_id].driver == "null" for e in siblings
             ):
                 raise InvalidParameter(
                     "container cannot be connected to multiple networks with one of the "
@@ -869,6 +870,25 @@ class NetworkService:
                 self.changed.set()  # gossip withdraws it
             self._publish("disconnect", net, container=ep.container_id)
             log.info("endpoint disconnected", network=net.name, container=ep.container_name)
+
+    async def left_swarm(self) -> int:
+        """After `swarm leave`: this host's endpoints on swarm networks go, with the
+        docker_gwbridge legs only they needed (their networks and addresses left with the
+        node). Kept, they would sit in the store for ever and trip later connects."""
+        async with self._lock:
+            gone = [e for e in self._endpoints.values() if e.network_id not in self._local]
+            if not gone:
+                return 0
+            for e in gone:
+                del self._endpoints[e.id]
+            legs = [g for cid in {e.container_id for e in gone}
+                    for g in self._stale_gateway_endpoints(cid)]  # fmt: skip
+            for e in legs:
+                del self._endpoints[e.id]
+            self._commit(delete_endpoints=[e.id for e in (*gone, *legs)])
+            await self._converge_locked(best_effort=True)
+            log.info("left the swarm: its endpoints removed", endpoints=len(gone))
+            return len(gone)
 
     def _check_esp(self, net: NetworkRecord) -> None:
         """An encrypted network on a kernel that cannot encrypt: refuse before anything is

@@ -303,3 +303,28 @@ def test_swarm_create_refuses_what_it_cannot_honour(lab: Cluster) -> None:
         reply = h[0].request("POST", "/v1.48/networks/create", body)
         assert reply.status == status and fragment in reply.json()["message"], (extra, reply.body)
     assert h[0].request("GET", "/networks").json() == before
+
+
+def test_leaving_the_swarm_takes_its_overlay_endpoints_along(lab: Cluster) -> None:
+    """Last in this module (host2 leaves). Its containers' overlay interfaces and the
+    docker_gwbridge legs only they needed go; nothing stale stays in its store to trip a
+    later connect (that was a 500, KeyError on the vanished network)."""
+    h = lab.hosts
+    h[0].docker("network", "create", "-d", "overlay", "--attachable", "--subnet",
+                "10.77.9.0/24", "leave-net")  # fmt: skip
+    wait_for(lambda: h[2].docker("network", "inspect", "leave-net", check=False).returncode == 0,
+             timeout=10, what="leave-net on host2")  # fmt: skip
+    c = h[2].container("lv")
+    h[2].docker("network", "connect", "leave-net", c.name)
+    assert sorted(x["ifname"] for x in json.loads(c.sh("ip", "-j", "link").stdout)) == [
+        "eth0", "eth1", "lo",
+    ]  # fmt: skip
+    h[2].docker("swarm", "leave")
+    names = sorted(x["ifname"] for x in json.loads(c.sh("ip", "-j", "link").stdout))
+    assert names == ["lo"], names
+    gw = json.loads(h[2].docker("network", "inspect", "docker_gwbridge").stdout)[0]
+    assert gw["Containers"] == {}
+    h[2].docker("network", "create", "--subnet", "10.77.10.0/24", "after-leave")
+    h[2].docker("network", "connect", "after-leave", c.name)  # no stale record in the way
+    h[2].docker("network", "disconnect", "after-leave", c.name)
+    h[2].docker("network", "rm", "after-leave")
