@@ -23,6 +23,7 @@ from .model import (
     DelAddr,
     DelLink,
     DelSandbox,
+    EnableBridgeNetfilter,
     EnableIpForward,
     Observed,
     ObservedLink,
@@ -43,6 +44,8 @@ def after(observed: Observed, op: Op) -> Observed:
     match op:
         case EnableIpForward():
             return replace(observed, ip_forward=True)
+        case EnableBridgeNetfilter():
+            return replace(observed, bridge_nf=True)
         case ApplyNft(ruleset):
             return replace(observed, nft=ruleset.fingerprint)
         case CreateSandbox(path, _net):

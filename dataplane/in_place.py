@@ -26,6 +26,7 @@ from .model import (
     DelLink,
     DelSandbox,
     Desired,
+    EnableBridgeNetfilter,
     EndpointSpec,
     Op,
     ProgramPeers,
@@ -68,6 +69,8 @@ def not_in_place(
                     blocked.add(host_ends[ifname])
             case DelLink() | DelSandbox():
                 pass
+            case EnableBridgeNetfilter():  # what icc=false networks rely on
+                nets.update(b.network_id for b in desired.bridges if not b.icc)
             case _:
                 host_wide = True  # ApplyNft, EnableIpForward, ProgramXfrm
     blocked |= {e.endpoint_id for e in desired.endpoints if e.network_id in nets}

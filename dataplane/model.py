@@ -228,6 +228,7 @@ class Observed:
     live_netns: frozenset[str] = frozenset()
     nft: str | None = None  # fingerprint of overlayd's nft tables, None when absent
     ip_forward: bool = False
+    bridge_nf: bool = True  # bridged IPv4 frames reach the ip hooks (bridge-nf-call-iptables)
     sandboxes: dict[str, ObservedSandbox] = field(default_factory=dict)  # by path
     xfrm: XfrmObserved = field(default_factory=XfrmObserved)
 
@@ -359,6 +360,13 @@ class EnableIpForward:
 
 
 @dataclass(frozen=True)
+class EnableBridgeNetfilter:
+    """br_netfilter loaded and net.bridge.bridge-nf-call-iptables=1 in the host namespace:
+    the icc=false rule only sees frames bridged between two ports through it (Docker does
+    the same). Never turned off again."""
+
+
+@dataclass(frozen=True)
 class ApplyNft:
     """Replace overlayd's nft tables in one atomic `nft -f -` transaction."""
 
@@ -383,4 +391,4 @@ class ProgramXfrm:
 
 LinkOp = CreateBridge | CreateEndpoint | SetLink | AddAddr | DelAddr | DelLink
 OverlayOp = CreateSandbox | DelSandbox | CreateOverlayBridge | CreateVxlan | ProgramPeers
-Op = LinkOp | EnableIpForward | ApplyNft | OverlayOp | ProgramXfrm
+Op = LinkOp | EnableIpForward | EnableBridgeNetfilter | ApplyNft | OverlayOp | ProgramXfrm

@@ -9,7 +9,8 @@ bindings) are untouched: established connections survive it.
 
 Bridged traffic reaches the `ip` forward hook only through br_netfilter
 (net.bridge.bridge-nf-call-iptables=1, the default once the module is loaded); the icc=False
-rule relies on that, exactly like Docker's `-i br -o br -j DROP`.
+rule relies on that, exactly like Docker's `-i br -o br -j DROP`, and the plan switches it
+on (EnableBridgeNetfilter) where nothing else did.
 """
 
 from __future__ import annotations

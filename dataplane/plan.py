@@ -24,6 +24,7 @@ from .model import (
     DelAddr,
     DelLink,
     Desired,
+    EnableBridgeNetfilter,
     EnableIpForward,
     EndpointSpec,
     Observed,
@@ -250,6 +251,8 @@ def plan_assessed(
     # held (the swarm's state unknown for a moment): the encrypted port is not known either,
     # so the guard on it stays as it is, like the SAs
     held = ipsec is not None and ipsec.hold
+    if nft and not observed.bridge_nf and any(not b.icc for b in a.bridges):
+        ops.append(EnableBridgeNetfilter())  # before the rule that relies on it
     if nft and not held and ruleset.fingerprint != observed.nft:
         ops.append(ApplyNft(ruleset))
     if not observed.ip_forward and any(b.masquerade and not b.internal for b in a.bridges):

@@ -29,6 +29,7 @@ from .model import (
     CreateVxlan,
     DelSandbox,
     Desired,
+    EnableBridgeNetfilter,
     EnableIpForward,
     EndpointSpec,
     Observed,
@@ -91,6 +92,7 @@ class Dataplane:
             live_netns=frozenset(p for p in paths if is_netns(p)),
             nft=await nftables.observe() if self.nft else None,
             ip_forward=sysctl.ip_forward(),
+            bridge_nf=sysctl.bridge_netfilter_on() if self.nft else True,
             sandboxes=await self._overlays.observe() if self._overlays is not None else {},
             xfrm=await asyncio.to_thread(self._xfrm.observe),
         )
@@ -193,6 +195,8 @@ class Dataplane:
             await nftables.apply(op.ruleset)
         elif isinstance(op, EnableIpForward):
             sysctl.enable_ip_forward()
+        elif isinstance(op, EnableBridgeNetfilter):
+            sysctl.enable_bridge_netfilter()
         elif isinstance(op, ProgramXfrm):
             await asyncio.to_thread(self._xfrm.apply, op)
         elif isinstance(op, _OVERLAY_OPS) or getattr(op, "netns", None) is not None:

@@ -8,6 +8,7 @@ bridge_netfilter_off, which runs on a thread that entered a sandbox (nsenter's `
 from __future__ import annotations
 
 import os
+import subprocess
 
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 
@@ -39,6 +40,26 @@ def bridge_netfilter_off() -> None:
                 f.write("0\n")
         except FileNotFoundError:
             return  # br_netfilter is not loaded: bridges skip netfilter anyway
+
+
+def bridge_netfilter_on() -> bool:
+    try:
+        with open(BRIDGE_NETFILTER[0]) as f:
+            return f.read().strip() == "1"
+    except FileNotFoundError:
+        return False  # the module is not loaded
+
+
+def enable_bridge_netfilter() -> None:
+    """In the host namespace: load br_netfilter if needed, then have bridged IPv4 frames go
+    through the ip hooks (bridge-nf-call-iptables only, as Docker)."""
+    if not os.path.exists(BRIDGE_NETFILTER[0]):
+        subprocess.run(["modprobe", "br_netfilter"], capture_output=True, check=False)
+    try:
+        with open(BRIDGE_NETFILTER[0], "w") as f:
+            f.write("1\n")
+    except FileNotFoundError as e:
+        raise OSError("br_netfilter is not available: icc=false cannot be enforced") from e
 
 
 def flush_routes() -> None:
