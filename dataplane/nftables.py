@@ -61,8 +61,12 @@ def rules(bridges: Iterable[BridgeSpec], esp_ports: Iterable[int] = ()) -> dict[
             # only traffic between its own ports (bridged, via br_netfilter) may pass
             forward.append(f"iifname {me} oifname != {me} drop")
             forward.append(f"oifname {me} iifname != {me} drop")
-        elif others:
-            forward.append(f"iifname {me} oifname {{ {', '.join(map(_q, others))} }} drop")
+        else:
+            if others:
+                forward.append(f"iifname {me} oifname {{ {', '.join(map(_q, others))} }} drop")
+            # nothing from outside opens a connection to its containers (Docker's default
+            # DROP: no published ports here); replies to theirs pass as established above
+            forward.append(f"oifname {me} iifname != {me} ct state new drop")
         if not b.icc:
             forward.append(f"iifname {me} oifname {me} drop")
         if b.masquerade and not b.internal:

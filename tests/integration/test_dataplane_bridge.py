@@ -419,3 +419,22 @@ async def test_resolve_container_and_free_ifname(world: Lab) -> None:
 
 if __name__ == "__main__":  # the driver: runs inside the host netns, JSON in and out
     json.dump(asyncio.run(_driver(json.load(sys.stdin))), sys.stdout)
+
+
+def test_nothing_from_outside_opens_a_connection_to_a_container(world: Lab) -> None:
+    """Docker's default: a host on the LAN that routes a bridge's subnet via this host
+    reaches nothing behind it (no published ports here), while containers still get out
+    through the masquerade and their replies come back."""
+    host, c1, outside = (world.netns(n) for n in ("host", "c1", "outside"))
+    host.run("ip", "link", "add", "up1", "type", "veth", "peer", "name", "up1p")
+    host.run("ip", "link", "set", "up1p", "netns", outside.path)
+    host.run("ip", "addr", "add", "10.201.0.1/24", "dev", "up1")
+    host.run("ip", "link", "set", "up1", "up")
+    outside.run("ip", "addr", "add", "10.201.0.2/24", "dev", "up1p")
+    outside.run("ip", "link", "set", "up1p", "up")
+    a = bridge("a", "obr-a", 1)
+    e1 = endpoint(a, c1, "ove-c1", 2)
+    no_errors(reconcile(host, Desired(frozenset({a}), frozenset({e1}))))
+    outside.run("ip", "route", "add", str(a.subnet), "via", "10.201.0.1")  # the LAN's route
+    assert wait_until(lambda: pings(c1, "10.201.0.2"), what="c1 -> outside (masqueraded)")
+    assert not pings(outside, ip(e1))

@@ -29,6 +29,7 @@ def test_isolation_internal_and_icc() -> None:
     r = nftables.rules([bridge("b1", 1, icc=False), bridge("b2", 2, internal=True)])
     assert r["forward"] == [
         'iifname "b1" oifname { "b2" } drop',
+        'oifname "b1" iifname != "b1" ct state new drop',  # nothing opens connections in
         'iifname "b1" oifname "b1" drop',
         'iifname "b2" oifname != "b2" drop',
         'oifname "b2" iifname != "b2" drop',
