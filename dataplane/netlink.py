@@ -42,6 +42,7 @@ from .model import (
 
 _DUMP_ATTEMPTS = 5
 _ENOENT, _ENODEV, _EADDRNOTAVAIL = 2, 19, 99
+_EAFNOSUPPORT, _EOPNOTSUPP = 97, 95
 
 
 class OwnershipError(RuntimeError):
@@ -212,11 +213,28 @@ async def create_endpoint(ipr: AsyncIPRoute, spec: EndpointSpec) -> None:
 async def _configure_inside(c: AsyncIPRoute, spec: EndpointSpec, tmp: str) -> None:
     idx = await index_of(c, tmp)
     await c.link("set", index=idx, ifname=spec.ifname)  # still down: a rename is allowed
+    await _no_ipv6_link_local(c, idx)
     await c.addr("replace", index=idx, **_addr(spec.address))
     await c.link("set", index=idx, state="up")
     await c.link("set", index=await index_of(c, "lo"), state="up")
     if spec.default_gateway is not None:
         await c.route("replace", dst="0.0.0.0/0", gateway=str(spec.default_gateway), oif=idx)
+
+
+_IN6_ADDR_GEN_MODE_NONE = 1
+
+
+async def _no_ipv6_link_local(c: AsyncIPRoute, idx: int) -> None:
+    """No fe80:: address on the container's interface (set while it is down): no rule here
+    filters IPv6, and a link-local address derived from the MAC would let containers of
+    different networks talk over docker_gwbridge. Docker >= 26 disables IPv6 there too."""
+    spec = {"attrs": [("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE",
+                                                _IN6_ADDR_GEN_MODE_NONE)]})]}  # fmt: skip
+    try:
+        await c.link("set", index=idx, IFLA_AF_SPEC=spec)
+    except NetlinkError as e:
+        if e.code not in (_EAFNOSUPPORT, _EOPNOTSUPP):
+            raise  # a kernel without IPv6 has nothing to switch off
 
 
 async def _set_link(

@@ -438,3 +438,14 @@ def test_nothing_from_outside_opens_a_connection_to_a_container(world: Lab) -> N
     outside.run("ip", "route", "add", str(a.subnet), "via", "10.201.0.1")  # the LAN's route
     assert wait_until(lambda: pings(c1, "10.201.0.2"), what="c1 -> outside (masqueraded)")
     assert not pings(outside, ip(e1))
+
+
+def test_container_interfaces_get_no_ipv6_link_local_address(world: Lab) -> None:
+    """No rule here filters IPv6: an fe80:: address derived from the MAC would let
+    containers on docker_gwbridge (from different overlays) talk past the IPv4 rules."""
+    host, c1 = world.netns("host"), world.netns("c1")
+    a = bridge("a", "obr-a", 1)
+    e1 = endpoint(a, c1, "ove-c1", 2)
+    no_errors(reconcile(host, Desired(frozenset({a}), frozenset({e1}))))
+    assert c1.run("ip", "-6", "-o", "addr", "show", "dev", "eth0").stdout == ""
+    assert "addrgenmode none" in c1.run("ip", "-d", "link", "show", "eth0").stdout
