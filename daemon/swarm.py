@@ -473,46 +473,46 @@ class SwarmService:
 
     async def _leave_raft(self) -> None:
         """Ask the leader to take this node out of the raft voters, and wait for it."""
-        from manager import rpc
+        manager = self.manager
+        assert manager is not None
+        if manager.node.core.conf_state.voters == {manager.raft_id}:
+            return  # nobody else left to ask (never the case for a demotion)
 
-        assert self.manager is not None and self.creds is not None
-        ctx = self.creds.client_context()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 15
-        last: Exception | None = None
-        while loop.time() < deadline:
-            if self.manager.node.core.conf_state.voters == {self.manager.raft_id}:
-                return  # nobody else left to ask (never the case for a demotion)
-            addr = self.manager.leader_addr()
-            if addr and addr != self.manager.advertise:
-                try:
-                    await rpc.call(addr, ctx, {"op": "raft.leave"})
-                    return
-                except (NotLeader, OverlaydError) as exc:
-                    last = exc
-            await asyncio.sleep(0.2)
-        raise Unavailable(f"could not leave the raft group: {last}")
+        def leader() -> list[str]:
+            addr = manager.leader_addr()
+            return [addr] if addr and addr != manager.advertise else []
+
+        await self._ask_raft_group({"op": "raft.leave"}, leader, "leave")
 
     async def _ask_to_join_raft(self) -> None:
+        ident = self.identity
+        assert self.manager is not None and ident is not None
+        await self._ask_raft_group(
+            {"op": "raft.join", "addr": ident.advertise_addr},
+            lambda: [a for a in ident.managers if a != ident.advertise_addr],  # as learned
+            "join",
+        )
+
+    async def _ask_raft_group(self, request: dict[str, Any], targets: Callable[[], list[str]],
+                              what: str) -> None:  # fmt: skip
+        """`request` to the first of `targets()` (asked again each round) that takes it,
+        for up to 15 s: a leader may be changing meanwhile."""
         from manager import rpc
 
-        assert self.manager is not None and self.identity is not None and self.creds is not None
+        assert self.creds is not None
         ctx = self.creds.client_context()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 15
         last: Exception | None = None
         while loop.time() < deadline:
-            for addr in self.identity.managers:
-                if addr == self.identity.advertise_addr:
-                    continue
+            for addr in targets():
                 try:
-                    await rpc.call(addr, ctx, {"op": "raft.join",
-                                               "addr": self.identity.advertise_addr})  # fmt: skip
+                    await rpc.call(addr, ctx, request)
                     return
                 except (NotLeader, OverlaydError) as exc:
                     last = exc
             await asyncio.sleep(0.2)
-        raise Unavailable(f"could not join the raft group: {last}")
+        raise Unavailable(f"could not {what} the raft group: {last}")
 
     # --- views ----------------------------------------------------------------------
 

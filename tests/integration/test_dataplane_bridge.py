@@ -277,15 +277,20 @@ def test_icc_false_drops_traffic_between_ports(world: Lab) -> None:
     assert not pings(c1, ip(e2))
 
 
+def uplink(host, outside, name: str, net24: str) -> None:  # type: ignore[no-untyped-def]
+    """An "uplink" veth from the host (<net24>.1) to a namespace standing for the outside
+    world (<net24>.2)."""
+    host.run("ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p")
+    host.run("ip", "link", "set", f"{name}p", "netns", outside.path)
+    host.run("ip", "addr", "add", f"{net24}.1/24", "dev", name)
+    host.run("ip", "link", "set", name, "up")
+    outside.run("ip", "addr", "add", f"{net24}.2/24", "dev", f"{name}p")
+    outside.run("ip", "link", "set", f"{name}p", "up")
+
+
 def test_restart_and_rule_changes_keep_traffic(world: Lab) -> None:
     host, c1, c2, outside = (world.netns(n) for n in ("host", "c1", "c2", "outside"))
-    # an "uplink" from the host to a namespace standing for the outside world
-    host.run("ip", "link", "add", "up0", "type", "veth", "peer", "name", "up0p")
-    host.run("ip", "link", "set", "up0p", "netns", outside.path)
-    host.run("ip", "addr", "add", "10.200.0.1/24", "dev", "up0")
-    host.run("ip", "link", "set", "up0", "up")
-    outside.run("ip", "addr", "add", "10.200.0.2/24", "dev", "up0p")
-    outside.run("ip", "link", "set", "up0p", "up")
+    uplink(host, outside, "up0", "10.200.0")
     a = bridge("a", "obr-a", 1, mtu=1450)
     e1, e2 = endpoint(a, c1, "ove-c1", 2), endpoint(a, c2, "ove-c2", 3)
     desired = Desired(frozenset({a}), frozenset({e1, e2}))
@@ -426,12 +431,7 @@ def test_nothing_from_outside_opens_a_connection_to_a_container(world: Lab) -> N
     reaches nothing behind it (no published ports here), while containers still get out
     through the masquerade and their replies come back."""
     host, c1, outside = (world.netns(n) for n in ("host", "c1", "outside"))
-    host.run("ip", "link", "add", "up1", "type", "veth", "peer", "name", "up1p")
-    host.run("ip", "link", "set", "up1p", "netns", outside.path)
-    host.run("ip", "addr", "add", "10.201.0.1/24", "dev", "up1")
-    host.run("ip", "link", "set", "up1", "up")
-    outside.run("ip", "addr", "add", "10.201.0.2/24", "dev", "up1p")
-    outside.run("ip", "link", "set", "up1p", "up")
+    uplink(host, outside, "up1", "10.201.0")
     a = bridge("a", "obr-a", 1)
     e1 = endpoint(a, c1, "ove-c1", 2)
     no_errors(reconcile(host, Desired(frozenset({a}), frozenset({e1}))))
